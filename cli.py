@@ -1,0 +1,439 @@
+"""The ``fithub`` command line: a thin layer over hub/ and connectors/."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hub import paths
+from hub.errors import FithubError
+from hub.model import DEFAULT_PERSON
+
+app = typer.Typer(
+    help="fithub: one clean, deduplicated record of a household's fitness data.\n\n"
+    "Example: fithub import ~/Downloads/garmin-export.zip && fithub activities list",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+activities_app = typer.Typer(help="List and inspect stored activities.", no_args_is_help=True)
+app.add_typer(activities_app, name="activities")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+@dataclass
+class Context:
+    home: Path
+    db_url: str
+    _store: object = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from hub.storage import Store
+
+            self.home.mkdir(parents=True, exist_ok=True)
+            self._store = Store(self.db_url, self.home)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    db: Annotated[
+        Optional[str],
+        typer.Option("--db", help="Database URL, e.g. postgresql://user@host/fithub. Env: FITHUB_DATABASE_URL. "
+                     "Default: SQLite file fithub.db in the data directory."),
+    ] = None,
+    home: Annotated[
+        Optional[str],
+        typer.Option("--home", help="Data directory (database, raw file archive). Env: FITHUB_HOME. "
+                     "Default: $XDG_DATA_HOME/fithub, i.e. ~/.local/share/fithub."),
+    ] = None,
+) -> None:
+    data_home = paths.data_home(home)
+    context = Context(home=data_home, db_url=paths.database_url(db, data_home))
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"error: {message}", markup=False)
+    return typer.Exit(1)
+
+
+def _store(ctx: typer.Context):
+    try:
+        return ctx.obj.store
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- import
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    path: Annotated[list[str], typer.Argument(help="Files, folders (searched recursively), .zip or .gz archives.")],
+    person: Annotated[str, typer.Option("--person", "-p", help="Household member the files belong to.")] = DEFAULT_PERSON,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+) -> None:
+    """Import activity files (FIT, GPX, TCX). Importing the same bytes again adds nothing.
+
+    Example: fithub import ~/garmin/Activity ride.fit export.zip --person alice
+    """
+    from connectors.files import decoders, sniff
+    from hub.inputs import count_inputs, iter_payloads
+    from hub.pipeline import Summary, ingest_all
+
+    store = _store(ctx)
+    summary = Summary()
+    total = count_inputs(path)
+    progress = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    try:
+        with progress:
+            task = progress.add_task("", total=total)
+            outcomes = ingest_all(
+                store,
+                iter_payloads(path),
+                decoders=decoders(),
+                sniff=sniff,
+                person=person,
+                on_file=lambda p: progress.update(task, advance=1, description=Path(p).name),
+            )
+            for outcome in outcomes:
+                summary.add(outcome)
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+
+    if as_json:
+        out.print(json.dumps(summary.as_json(), ensure_ascii=False), markup=False)
+        return
+    table = Table(title="Import summary", show_header=True)
+    table.add_column("result")
+    table.add_column("files", justify="right")
+    table.add_row("imported", str(len(summary.imported)))
+    table.add_row("already present", str(len(summary.duplicates)))
+    table.add_row("rejected", str(len(summary.rejected)))
+    out.print(table)
+    activities = sum(len(i.activity_ids) for i in summary.imported)
+    measurements = sum(i.measurements for i in summary.imported)
+    if summary.imported:
+        out.print(f"{activities} activities and {measurements} measurements stored.")
+    for imported in summary.imported:
+        for warning in imported.warnings:
+            out.print(f"warning: {imported.path}: {warning}", markup=False)
+    for rejected in summary.rejected:
+        out.print(f"rejected: {rejected.path}: {rejected.reason}", markup=False)
+
+
+# --------------------------------------------------------------------------- activities
+
+
+def _parse_when(value: str | None, *, end: bool) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or ISO 8601 time") from None
+    if len(value) <= 10 and end:  # a bare date as the upper bound includes that whole day
+        parsed = datetime.combine(parsed.date(), time.max)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _fmt_km(metres: float | None) -> str:
+    return "-" if metres is None else f"{metres / 1000:.2f}"
+
+
+@activities_app.command("list")
+def activities_list(
+    ctx: typer.Context,
+    person: Annotated[Optional[str], typer.Option("--person", "-p", help="Only this household member.")] = None,
+    sport: Annotated[Optional[str], typer.Option("--sport", "-s", help="Only this sport (running, cycling, ...).")] = None,
+    since: Annotated[Optional[str], typer.Option("--from", help="Start on or after this date/time (UTC).")] = None,
+    until: Annotated[Optional[str], typer.Option("--to", help="Start on or before this date/time (UTC).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")] = False,
+) -> None:
+    """List stored activities, oldest first.
+
+    Example: fithub activities list --person alice --sport running --from 2024-01-01 --json
+    """
+    from connectors.export import activity_to_dict
+
+    rows = _store(ctx).list_activities(
+        person=person, sport=sport, start_from=_parse_when(since, end=False), start_to=_parse_when(until, end=True)
+    )
+    if as_json:
+        items = []
+        for row in rows:
+            item = activity_to_dict(row.activity, activity_id=row.id, with_samples=False)
+            item["samples"] = row.sample_count
+            items.append(item)
+        out.print(json.dumps(items, ensure_ascii=False), markup=False)
+        return
+    table = Table(show_header=True)
+    for col, justify in (("id", "right"), ("person", "left"), ("start (UTC)", "left"), ("sport", "left"),
+                         ("duration", "right"), ("km", "right"), ("avg HR", "right"), ("samples", "right")):
+        table.add_column(col, justify=justify)
+    for row in rows:
+        a = row.activity
+        sport_name = a.sport + (f"/{a.sub_sport}" if a.sub_sport and a.sub_sport != "generic" else "")
+        table.add_row(
+            str(row.id), a.person, a.start.strftime("%Y-%m-%d %H:%M:%S"), sport_name, _fmt_duration(a.elapsed_s),
+            _fmt_km(a.distance_m), "-" if a.avg_hr_bpm is None else f"{a.avg_hr_bpm:.0f}", str(row.sample_count),
+        )
+    out.print(table)
+    out.print(f"{len(rows)} activities")
+
+
+@activities_app.command("show")
+def activities_show(
+    ctx: typer.Context,
+    activity_id: Annotated[int, typer.Argument(metavar="ID", help="Activity id from `fithub activities list`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (summary, laps, sets, sources).")] = False,
+) -> None:
+    """Show one activity: summary, laps, strength sets, swim lengths and sources.
+
+    Example: fithub activities show 12
+    """
+    from connectors.export import activity_to_dict
+
+    store = _store(ctx)
+    try:
+        stored = store.get_activity(activity_id)
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+    sources = [
+        {"sha256": f.sha256, "name": f.name, "format": f.fmt, "source": f.source,
+         "received_at": f.received_at.isoformat() if f.received_at else None}
+        for f in store.sources(activity_id)
+    ]
+    a = stored.activity
+    if as_json:
+        item = activity_to_dict(a, activity_id=stored.id, with_samples=False)
+        item["samples"] = stored.sample_count
+        item["sources"] = sources
+        out.print(json.dumps(item, ensure_ascii=False), markup=False)
+        return
+    summary = Table(show_header=False, box=None)
+    summary.add_column(style="bold")
+    summary.add_column()
+    local = ""
+    if a.utc_offset_s is not None:
+        local = f"  (local {(a.start + timedelta(seconds=a.utc_offset_s)).strftime('%Y-%m-%d %H:%M:%S')})"
+    fields = [
+        ("id", str(stored.id)), ("person", a.person), ("name", a.name or "-"),
+        ("sport", a.sport + (f" / {a.sub_sport}" if a.sub_sport else "")),
+        ("start (UTC)", a.start.strftime("%Y-%m-%d %H:%M:%S") + local),
+        ("elapsed", _fmt_duration(a.elapsed_s)), ("moving", _fmt_duration(a.moving_s)),
+        ("distance", f"{_fmt_km(a.distance_m)} km"),
+        ("ascent / descent", f"{_num(a.ascent_m, 'm')} / {_num(a.descent_m, 'm')}"),
+        ("energy", _num(None if a.energy_j is None else a.energy_j / 4184, "kcal")),
+        ("heart rate avg / max", f"{_num(a.avg_hr_bpm, 'bpm')} / {_num(a.max_hr_bpm, 'bpm')}"),
+        ("power avg / max", f"{_num(a.avg_power_w, 'W')} / {_num(a.max_power_w, 'W')}"),
+        ("cadence avg / max", f"{_num(a.avg_cadence_rpm, 'rpm')} / {_num(a.max_cadence_rpm, 'rpm')}"),
+        ("speed avg / max", f"{_num(_kmh(a.avg_speed_mps), 'km/h', 1)} / {_num(_kmh(a.max_speed_mps), 'km/h', 1)}"),
+        ("device", " ".join(str(x) for x in (a.device.manufacturer, a.device.product) if x) if a.device else "-"),
+        ("samples", f"{stored.sample_count} ({', '.join(a.samples.columns) or 'none'})"),
+        ("swim lengths", str(len(a.lengths))),
+        ("HRV beats", str(len(a.hrv_rr_s))),
+    ]
+    for k, v in fields:
+        summary.add_row(k, v)
+    out.print(summary)
+    if a.laps:
+        laps = Table(title="Laps")
+        for col in ("#", "start (UTC)", "duration", "km", "avg HR", "avg W"):
+            laps.add_column(col, justify="right")
+        for i, lap in enumerate(a.laps, 1):
+            laps.add_row(str(i), lap.start.strftime("%H:%M:%S"), _fmt_duration(lap.elapsed_s), _fmt_km(lap.distance_m),
+                         _num(lap.avg_hr_bpm, ""), _num(lap.avg_power_w, ""))
+        out.print(laps)
+    if a.sets:
+        sets = Table(title="Strength sets")
+        for col in ("#", "type", "exercise", "reps", "kg", "duration"):
+            sets.add_column(col)
+        for i, s in enumerate(a.sets, 1):
+            sets.add_row(str(i), s.set_type, s.category or "-", "-" if s.reps is None else str(s.reps),
+                         _num(s.weight_kg, "", 1), _fmt_duration(s.duration_s))
+        out.print(sets)
+    for w in a.warnings:
+        out.print(f"warning: {w}", markup=False)
+    out.print("sources:")
+    for s in sources:
+        out.print(f"  {s['format']}  {s['sha256'][:12]}  {s['name']}", markup=False)
+
+
+def _kmh(mps: float | None) -> float | None:
+    return None if mps is None else mps * 3.6
+
+
+def _num(value: float | None, unit: str, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f} {unit}".strip()
+
+
+# --------------------------------------------------------------------------- export
+
+
+@app.command("export")
+def export_cmd(
+    ctx: typer.Context,
+    target: Annotated[Optional[str], typer.Argument(
+        metavar="ID|DIR", help="Activity id; with --all, the folder to write into.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="fit, gpx, tcx, json or csv.")] = "fit",
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="File to write (default: activity-ID.EXT; '-' for stdout).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Export every stored activity into the folder DIR.")] = False,
+) -> None:
+    """Export one activity, or all of them, as FIT, GPX, TCX, JSON or CSV.
+
+    Examples: fithub export 12 --format gpx -o ride.gpx;  fithub export --all --format fit backup/
+    """
+    from connectors.export import FORMATS, export
+
+    if fmt not in FORMATS:
+        raise _fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    ext = FORMATS[fmt].extension
+    store = _store(ctx)
+    if all_:
+        if not target:
+            raise _fail("--all needs the folder to write into, e.g. fithub export --all --format gpx out/")
+        folder = Path(target)
+        folder.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for row in store.list_activities():
+            activity = store.get_activity(row.id).activity
+            name = f"{activity.start:%Y%m%d-%H%M%S}-{activity.sport}-{row.id}.{ext}"
+            _write_atomic(folder / name, export(activity, fmt))
+            count += 1
+        out.print(f"{count} activities written to {folder}", markup=False)
+        return
+    if target is None:
+        raise _fail("give an activity id (see `fithub activities list`) or --all DIR")
+    try:
+        activity_id = int(target)
+    except ValueError:
+        raise _fail(f"{target!r} is not an activity id; to export everything use --all {target}") from None
+    try:
+        activity = store.get_activity(activity_id).activity
+        data = export(activity, fmt)
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    path = Path(output or f"activity-{activity_id}.{ext}")
+    _write_atomic(path, data)
+    err.print(f"wrote {path} ({len(data)} bytes)", markup=False)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- reprocess, persons, measurements
+
+
+@app.command("reprocess")
+def reprocess(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Decode every archived original file again with the current decoders.
+
+    Use after upgrading fithub: activities are rebuilt from the raw archive, so
+    improvements to a decoder reach data imported long ago. Files the new decoders
+    reject keep their existing records.
+
+    Example: fithub reprocess
+    """
+    from connectors.files import decoders
+    from hub.reprocess import reprocess_all
+
+    try:
+        result = reprocess_all(_store(ctx), decoders())
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        out.print(json.dumps(result), markup=False)
+        return
+    out.print(f"{result['files']} files reprocessed, {result['activities']} activities, "
+              f"{len(result['failed'])} kept as they were", markup=False)
+    for item in result["failed"]:
+        out.print(f"kept: {item['name']}: {item['reason']}", markup=False)
+
+
+@app.command("persons")
+def persons(ctx: typer.Context) -> None:
+    """List the household members that have data.
+
+    Example: fithub persons
+    """
+    for name in _store(ctx).persons():
+        out.print(name, markup=False)
+
+
+@app.command("measurements")
+def measurements(
+    ctx: typer.Context,
+    person: Annotated[Optional[str], typer.Option("--person", "-p", help="Only this household member.")] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="Only this kind, e.g. weight_kg.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List body and daily measurements (weight, body composition, ...).
+
+    Example: fithub measurements --kind weight_kg
+    """
+    rows = _store(ctx).measurements(person=person, kind=kind)
+    if as_json:
+        items = [{"person": m.person, "kind": m.kind, "time": m.time.isoformat(), "value": m.value} for m in rows]
+        out.print(json.dumps(items), markup=False)
+        return
+    table = Table(show_header=True)
+    for col in ("person", "time (UTC)", "kind", "value"):
+        table.add_column(col)
+    for m in rows:
+        table.add_row(m.person, m.time.strftime("%Y-%m-%d %H:%M:%S"), m.kind, f"{m.value:g}")
+    out.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

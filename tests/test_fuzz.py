@@ -1,0 +1,126 @@
+"""Mutation fuzzing of the decoders with the real corpus.
+
+Every mutant must either decode (possibly with warnings) or raise one DecodeError that
+names the file; any other exception, or a decode that runs away, fails the test.
+The seed is fixed so a failure reproduces; FITHUB_FUZZ_MUTANTS scales the run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.files import decoders
+from hub.errors import DecodeError
+from hub.model import Decoded, Provenance
+
+MUTANTS = int(os.environ.get("FITHUB_FUZZ_MUTANTS", "2400"))
+# Share of the mutants per format: FIT is the binary format with the most ways to break.
+SHARES = {"fit": 0.6, "gpx": 0.2, "tcx": 0.2}
+SMALL = 40_000  # bytes; small seeds keep thousands of decodes within a minute
+PER_DECODE_LIMIT_S = 10.0
+
+
+class Runaway(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float):
+    def _raise(signum, frame):
+        raise Runaway()
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(6)
+        n = len(buf)
+        if n == 0:
+            buf.extend(rng.randbytes(rng.randint(1, 16)))
+            continue
+        pos = rng.randrange(n)
+        if op == 0:  # flip bits in one byte
+            buf[pos] ^= 1 << rng.randrange(8)
+        elif op == 1:  # random bytes over a short run
+            k = min(rng.randint(1, 8), n - pos)
+            buf[pos : pos + k] = rng.randbytes(k)
+        elif op == 2:  # truncate
+            del buf[pos:]
+        elif op == 3:  # insert garbage
+            buf[pos:pos] = rng.randbytes(rng.randint(1, 32))
+        elif op == 4:  # delete a chunk
+            del buf[pos : pos + rng.randint(1, 64)]
+        else:  # duplicate a chunk elsewhere
+            chunk = buf[pos : pos + rng.randint(1, 128)]
+            at = rng.randrange(len(buf))
+            buf[at:at] = chunk
+    return bytes(buf)
+
+
+def seeds(shared: Path, fmt: str) -> list[tuple[str, bytes]]:
+    files = sorted(p for p in shared.rglob(f"*.{fmt}") if 0 < p.stat().st_size <= SMALL)
+    files += sorted(p for p in shared.rglob(f"*.{fmt.upper()}") if 0 < p.stat().st_size <= SMALL)
+    return [(p.name, p.read_bytes()) for p in files]
+
+
+def check(decode, data: bytes, name: str) -> None:
+    origin = Provenance(source="fuzz", sha256=None, received_at=datetime.now(timezone.utc), name=name)
+    try:
+        with time_limit(PER_DECODE_LIMIT_S):
+            result = decode(data, origin)
+    except DecodeError as exc:
+        assert exc.name == name, f"DecodeError does not name the file: {exc}"
+        assert exc.why, "DecodeError without a reason"
+        return
+    except Runaway:
+        pytest.fail(f"{name}: decode ran longer than {PER_DECODE_LIMIT_S}s")
+    assert isinstance(result, Decoded)
+    for activity in result.activities:
+        assert activity.start.tzinfo is not None
+        assert all(len(c) == len(activity.samples.offsets_s) for c in activity.samples.columns.values())
+
+
+@pytest.mark.parametrize("fmt", ["fit", "gpx", "tcx"])
+def test_mutants_never_crash(shared, fmt):
+    corpus = seeds(shared, fmt)
+    assert corpus, f"no {fmt} seeds under {shared}"
+    decode = decoders()[fmt]
+    rng = random.Random(f"fithub-{fmt}")
+    count = max(1, int(MUTANTS * SHARES[fmt]))
+    for i in range(count):
+        name, data = corpus[i % len(corpus)]
+        mutant = mutate(data, rng)
+        check(decode, mutant, f"{name}#mutant{i}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=512), fmt=st.sampled_from(["fit", "gpx", "tcx"]))
+def test_arbitrary_bytes_never_crash(data, fmt):
+    check(decoders()[fmt], data, "random.bin")
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=300))
+def test_valid_fit_header_with_garbage_body(body):
+    # A well-formed 14-byte header in front of noise reaches deep into the record parser.
+    import struct
+
+    header = struct.pack("<BBHI4sH", 14, 0x20, 2132, len(body), b".FIT", 0)
+    check(decoders()["fit"], header + body, "garbage.fit")
