@@ -28,7 +28,9 @@ app = typer.Typer(
 activities_app = typer.Typer(help="List and inspect stored activities.", no_args_is_help=True)
 app.add_typer(activities_app, name="activities")
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (scripts, less) gets wide lines instead of rich's 80-column default,
+# so tables are not wrapped into unreadable cells.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
 
 
@@ -213,7 +215,7 @@ def activities_list(
         a = row.activity
         sport_name = a.sport + (f"/{a.sub_sport}" if a.sub_sport and a.sub_sport != "generic" else "")
         table.add_row(
-            str(row.id), a.person, a.start.strftime("%Y-%m-%d %H:%M:%S"), sport_name, _fmt_duration(a.elapsed_s),
+            str(row.id), a.person, a.start.strftime("%Y-%m-%d %H:%M"), sport_name, _fmt_duration(a.elapsed_s),
             _fmt_km(a.distance_m), "-" if a.avg_hr_bpm is None else f"{a.avg_hr_bpm:.0f}", str(row.sample_count),
         )
     out.print(table)

@@ -5,6 +5,11 @@ Heart rate, cadence, air temperature and speed go in ``gpxtpx:TrackPointExtensio
 home, so it is written as a bare ``<power>`` element, the form Strava and
 Garmin Connect exports use and their importers read back.
 
+The device's own cumulative distance (wheel sensor, foot pod or the watch's
+filtered GPS) usually differs from the straight-line sum of the recorded points by
+a few percent, so it is kept per point as ``<fithub:distance>`` (metres) in a
+namespace of our own; other tools ignore it, fithub's GPX decoder reads it back.
+
 GPX can only hold points with a position. Samples without one are left out, and
 the track is split into a new ``trkseg`` where the position drops out, which is
 how the GPX 1.1 schema says lost reception is to be recorded.
@@ -23,6 +28,7 @@ from .json_format import iso_utc
 GPX_NS = "http://www.topografix.com/GPX/1/1"
 TPX_NS = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+FITHUB_NS = "urn:fithub:gpx:1"
 SCHEMA_LOCATION = (
     f"{GPX_NS} http://www.topografix.com/GPX/1/1/gpx.xsd "
     f"{TPX_NS} http://www.garmin.com/xmlschemas/TrackPointExtensionv2.xsd"
@@ -68,6 +74,9 @@ def _point(activity: Activity, i: int) -> str:
     ]
     if tpx:
         ext.append("<gpxtpx:TrackPointExtension>" + "".join(tpx) + "</gpxtpx:TrackPointExtension>")
+    distance = get("distance_m")
+    if distance is not None:
+        ext.append(f"<fithub:distance>{format_number(distance)}</fithub:distance>")
     if ext:
         parts.append("<extensions>" + "".join(ext) + "</extensions>")
     parts.append("</trkpt>")
@@ -98,7 +107,7 @@ def write_gpx(activity: Activity) -> bytes:
     name = f"<name>{escape(activity.name)}</name>" if activity.name else ""
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<gpx version="1.1" creator="fithub" xmlns="{GPX_NS}" xmlns:gpxtpx="{TPX_NS}"'
+        f'<gpx version="1.1" creator="fithub" xmlns="{GPX_NS}" xmlns:gpxtpx="{TPX_NS}" xmlns:fithub="{FITHUB_NS}"'
         f" xmlns:xsi={quoteattr(XSI_NS)} xsi:schemaLocation={quoteattr(SCHEMA_LOCATION)}>",
         f"<metadata>{name}<time>{iso_utc(activity.start)}</time></metadata>",
         f"<trk>{name}<type>{escape(activity.sport)}</type>",
