@@ -401,3 +401,28 @@ def test_mutants_never_escape_as_foreign_errors(shared: Path, own: Path) -> None
         except DecodeError:
             continue
         assert isinstance(result, Decoded)
+
+
+def test_fithub_distance_extension_is_read_back_and_others_ignored():
+    from datetime import datetime, timezone
+
+    from connectors.files.gpx import decode_gpx
+    from hub.model import Provenance
+
+    def gpx(ns: str) -> bytes:
+        pts = "".join(
+            f'<trkpt lat="47.0" lon="{8.0 + i * 0.001}"><time>2024-05-01T10:00:{i:02d}Z</time>'
+            f"<extensions><d:distance>{i * 80.0}</d:distance></extensions></trkpt>"
+            for i in range(3)
+        )
+        return (f'<gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1" xmlns:d="{ns}">'
+                f"<trk><trkseg>{pts}</trkseg></trk></gpx>").encode()
+
+    origin = Provenance(source="t", sha256=None, received_at=datetime.now(timezone.utc), name="d.gpx")
+    ours = decode_gpx(gpx("urn:fithub:gpx:1"), origin).activities[0]
+    assert ours.samples.columns["distance_m"] == [0.0, 80.0, 160.0]
+    assert ours.distance_m == 160.0
+    theirs = decode_gpx(gpx("http://www.cluetrust.com/XML/GPXDATA/1/0"), origin).activities[0]
+    assert "distance_m" not in theirs.samples.columns
+    # Positions 0.001 deg of longitude apart at 47 N: about 76 m per step.
+    assert theirs.distance_m == pytest.approx(2 * 75.85, rel=0.01)

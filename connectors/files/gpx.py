@@ -14,9 +14,10 @@ Decisions a reader cannot see from the code alone:
   says how many.
 * Sensor values come from ``<extensions>`` matched by *local* element name, because
   writers use Garmin TrackPointExtension v1 or v2, cluetrust gpxdata, bare elements or
-  their own namespaces for the same quantities. Distance extensions are ignored: their
-  meaning differs between writers (cumulative, per point, per segment), so distance
-  is derived from the positions instead.
+  their own namespaces for the same quantities. Other writers' distance extensions
+  are ignored, as their meaning differs (cumulative, per point, per segment), and
+  distance is derived from the positions; the one exception is the device's
+  cumulative distance that fithub's own GPX export writes in its namespace.
 * There is no natural identity in a GPX file, so ``source_id`` stays None and
   duplicates are recognised by content elsewhere.
 
@@ -59,6 +60,12 @@ EXTENSION_CHANNELS: dict[str, str] = {
     "temp": "temperature_c",
     "temperature": "temperature_c",
 }
+
+# The device's cumulative distance, as fithub's own GPX export writes it. Other
+# writers' "distance" extensions mean different things (per-leg, since last point),
+# so only this namespace is trusted.
+FITHUB_NS = "urn:fithub:gpx:1"
+FITHUB_DISTANCE = f"{{{FITHUB_NS}}}distance"
 
 # <trk><type> values, normalised to lower case with "_" for spaces and dashes, mapped
 # to FIT-style (sport, sub_sport). Garmin Connect writes FIT-like names, Strava its
@@ -311,7 +318,10 @@ def _extension_values(extensions: list[Any]) -> dict[str, float]:
         for element in top.iter():
             if len(element):
                 continue  # a container such as TrackPointExtension
-            channel = EXTENSION_CHANNELS.get(xmlsafe.local(element.tag).lower())
+            if element.tag == FITHUB_DISTANCE:
+                channel: str | None = "distance_m"
+            else:
+                channel = EXTENSION_CHANNELS.get(xmlsafe.local(element.tag).lower())
             if channel is None or channel in values:
                 continue
             value = xmlsafe.number(element.text)
