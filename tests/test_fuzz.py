@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -25,7 +26,9 @@ from hub.model import Decoded, Provenance
 MUTANTS = int(os.environ.get("FITHUB_FUZZ_MUTANTS", "2400"))
 # Share of the mutants per format: FIT is the binary format with the most ways to break.
 SHARES = {"fit": 0.6, "gpx": 0.2, "tcx": 0.2}
-SMALL = 40_000  # bytes; small seeds keep thousands of decodes within a minute
+# Seed size limits: small seeds keep thousands of decodes within a minute. TCX is
+# verbose XML (the smallest real file is 68 kB) and parses quickly, so it gets more.
+SMALL = {"fit": 40_000, "gpx": 40_000, "tcx": 200_000}
 PER_DECODE_LIMIT_S = 10.0
 
 
@@ -47,7 +50,26 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
+# Values that keep XML well-formed but test every conversion behind the parser.
+WEIRD_TEXT = [b"", b"NaN", b"-inf", b"1e400", b"-0", b"999999999999999999999", b"abc", b"-91.5",
+              b"2024-13-45T99:99:99Z", b"1901-12-13T20:45:52Z", b"9999-12-31T23:59:59Z", b"0x1F", b" 12 "]
+TEXT_NODE = re.compile(rb">([^<>]{1,40})<")
+
+
+def mutate_xml_values(data: bytes, rng: random.Random) -> bytes:
+    """Replace a few element texts with hostile values, keeping the XML well-formed."""
+    spans = [m.span(1) for m in TEXT_NODE.finditer(data)]
+    if not spans:
+        return data
+    buf = bytearray(data)
+    for start, end in sorted(rng.sample(spans, min(len(spans), rng.randint(1, 6))), reverse=True):
+        buf[start:end] = rng.choice(WEIRD_TEXT)
+    return bytes(buf)
+
+
 def mutate(data: bytes, rng: random.Random) -> bytes:
+    if data.lstrip()[:1] == b"<" and rng.random() < 0.5:
+        return mutate_xml_values(data, rng)
     buf = bytearray(data)
     for _ in range(rng.randint(1, 4)):
         op = rng.randrange(6)
@@ -74,9 +96,12 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
-def seeds(shared: Path, fmt: str) -> list[tuple[str, bytes]]:
-    files = sorted(p for p in shared.rglob(f"*.{fmt}") if 0 < p.stat().st_size <= SMALL)
-    files += sorted(p for p in shared.rglob(f"*.{fmt.upper()}") if 0 < p.stat().st_size <= SMALL)
+def seeds(shared: Path, own: Path, fmt: str) -> list[tuple[str, bytes]]:
+    """Real corpus files plus the project's own edge-case files of one format."""
+    files = [
+        p for root in (shared, own) for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix.lower() == f".{fmt}" and 0 < p.stat().st_size <= SMALL[fmt]
+    ]
     return [(p.name, p.read_bytes()) for p in files]
 
 
@@ -98,8 +123,8 @@ def check(decode, data: bytes, name: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["fit", "gpx", "tcx"])
-def test_mutants_never_crash(shared, fmt):
-    corpus = seeds(shared, fmt)
+def test_mutants_never_crash(shared, own, fmt):
+    corpus = seeds(shared, own, fmt)
     assert corpus, f"no {fmt} seeds under {shared}"
     decode = decoders()[fmt]
     rng = random.Random(f"fithub-{fmt}")
