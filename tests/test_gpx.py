@@ -228,7 +228,7 @@ def test_strava_numeric_type(shared: Path) -> None:
 
 
 def test_showcase_morning_run(own: Path) -> None:
-    path = own / "morning_run.gpx"
+    path = own / "samples" / "morning_run.gpx"
     text = path.read_text()
     times = [utc(t) for t in re.findall(r"<time>([^<]+)</time>", text)[1:]]  # [0] is <metadata>
     hrs = [float(v) for v in re.findall(r"<gpxtpx:hr>(\d+)<", text)]
@@ -320,7 +320,7 @@ def test_external_entity_is_refused() -> None:
 
 
 def test_truncated_xml_names_line_and_column(own: Path) -> None:
-    raw = (own / "morning_run.gpx").read_bytes()
+    raw = (own / "samples" / "morning_run.gpx").read_bytes()
     cut = raw[: len(raw) // 2]
     with pytest.raises(DecodeError) as info:
         decode_gpx(cut, origin("cut.gpx"))

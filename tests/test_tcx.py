@@ -170,7 +170,7 @@ def test_large_polar_file_is_fast(shared: Path) -> None:
 
 
 def test_showcase_evening_ride(own: Path) -> None:
-    path = own / "evening_ride.tcx"
+    path = own / "samples" / "evening_ride.tcx"
     want = independent(path)[0]
     text = path.read_text()
     activity = decode(path).activities[0]
