@@ -372,7 +372,7 @@ def test_pool_swim_lengths(shared, rel):
 
 
 def test_strength_sets_from_fixture(own):
-    decoded = decode_path(own / "strength_sets.fit")
+    decoded = decode_path(own / "samples" / "strength_sets.fit")
     (activity,) = decoded.activities
     assert (activity.sport, activity.sub_sport) == ("training", "strength_training")
     assert len(activity.sets) == len(fx.STRENGTH_SETS)
@@ -526,7 +526,7 @@ def test_course_reason_reads_well(shared):
 
 
 def test_weight_scale_file_gives_measurements(own):
-    decoded = decode_path(own / "weight_scale.fit")
+    decoded = decode_path(own / "samples" / "weight_scale.fit")
     assert decoded.activities == [] and decoded.not_activity is None
     got = {(m.kind, m.time): m.value for m in decoded.measurements}
     expected = {}
@@ -671,7 +671,7 @@ def test_valid_header_with_garbage_body_names_the_position():
 def test_mutants_only_ever_raise_decode_error(shared, own):
     """A short smoke run; tests/test_fuzz.py does the long one."""
     seeds = [p.read_bytes() for p in sorted((shared / "fit").glob("*.fit")) if p.stat().st_size < 8000]
-    seeds += [(own / "strength_sets.fit").read_bytes()]
+    seeds += [(own / "samples" / "strength_sets.fit").read_bytes()]
     rng = random.Random(11)
     for _ in range(300):
         buf = bytearray(rng.choice(seeds))
