@@ -156,14 +156,16 @@ def fill_summary(activity: Activity) -> Activity:
             column = cols.get(channel)
             if column is None:
                 continue
-            if getattr(activity, f"avg_{stat}") is None:
+            # Average speed is distance over time (below), never a per-sample mean:
+            # smart recording spaces samples unevenly, which biases such a mean.
+            if getattr(activity, f"avg_{stat}") is None and stat != "speed_mps":
                 changes[f"avg_{stat}"] = _mean(column)
             if getattr(activity, f"max_{stat}") is None:
                 changes[f"max_{stat}"] = _max(column)
     elapsed = changes.get("elapsed_s", activity.elapsed_s)
     moving = changes.get("moving_s", activity.moving_s)
     distance = changes.get("distance_m", activity.distance_m)
-    if activity.avg_speed_mps is None and changes.get("avg_speed_mps") is None and distance:
+    if activity.avg_speed_mps is None and distance:
         # Average speed is distance over moving time, as devices report it.
         duration = moving or elapsed
         if duration:

@@ -8,11 +8,13 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Services the suite talks to over real connections: install from Debian's
-# packages when missing, start when not running.
+# Services the suite talks to over real connections, and tools it runs: install
+# from Debian's packages when missing, start services when not running.
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
+# gpsbabel: an independent FIT -> GPX/TCX converter for the dedupe tests.
+command -v gpsbabel >/dev/null 2>&1 || missing+=(gpsbabel)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
