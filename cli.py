@@ -140,14 +140,17 @@ def import_(
     table.add_column("result")
     table.add_column("files", justify="right")
     table.add_row("imported", str(len(summary.imported)))
+    table.add_row("merged into existing", str(len(summary.merged)))
     table.add_row("already present", str(len(summary.duplicates)))
     table.add_row("rejected", str(len(summary.rejected)))
     out.print(table)
-    activities = sum(len(i.activity_ids) for i in summary.imported)
-    measurements = sum(i.measurements for i in summary.imported)
-    if summary.imported:
-        out.print(f"{activities} activities and {measurements} measurements stored.")
-    for imported in summary.imported:
+    stored = summary.imported + summary.merged
+    if stored:
+        activities = sum(len(i.activity_ids) for i in stored)
+        merged = sum(len(i.merged_ids) for i in stored)
+        measurements = sum(i.measurements for i in stored)
+        out.print(f"{activities} new activities, {merged} merged into existing ones, {measurements} measurements.")
+    for imported in stored:
         for warning in imported.warnings:
             out.print(f"warning: {imported.path}: {warning}", markup=False)
     for rejected in summary.rejected:
@@ -239,16 +242,14 @@ def activities_show(
         stored = store.get_activity(activity_id)
     except FithubError as exc:
         raise _fail(str(exc)) from None
-    sources = [
-        {"sha256": f.sha256, "name": f.name, "format": f.fmt, "source": f.source,
-         "received_at": f.received_at.isoformat() if f.received_at else None}
-        for f in store.sources(activity_id)
-    ]
+    sources = [_version_dict(v) for v in store.versions(activity_id)]
     a = stored.activity
     if as_json:
         item = activity_to_dict(a, activity_id=stored.id, with_samples=False)
         item["samples"] = stored.sample_count
         item["sources"] = sources
+        item["channel_sources"] = stored.channel_sources
+        item["stream_channels"] = list(a.samples.columns)
         out.print(json.dumps(item, ensure_ascii=False), markup=False)
         return
     summary = Table(show_header=False, box=None)
@@ -297,7 +298,95 @@ def activities_show(
         out.print(f"warning: {w}", markup=False)
     out.print("sources:")
     for s in sources:
-        out.print(f"  {s['format']}  {s['sha256'][:12]}  {s['name']}", markup=False)
+        supplied = ", ".join(s["channels"]) or "-"
+        out.print(f"  {s['key'][:20]}  {s['format']:4} {s['name']}  (supplies: {supplied})", markup=False)
+
+
+def _version_dict(v) -> dict:
+    return {
+        "key": v.key,
+        "sha256": v.file_sha256,
+        "name": v.name,
+        "format": v.fmt,
+        "source": v.source,
+        "start": v.start.isoformat(),
+        "elapsed_s": v.elapsed_s,
+        "distance_m": v.distance_m,
+        "samples": v.sample_count,
+        "shift_s": v.shift_s,
+        "channels": list(v.channels),
+    }
+
+
+@activities_app.command("sources")
+def activities_sources(
+    ctx: typer.Context,
+    activity_id: Annotated[int, typer.Argument(metavar="ID", help="Activity id from `fithub activities list`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of the versions.")] = False,
+) -> None:
+    """List the source versions merged into one activity and what each supplies.
+
+    Example: fithub activities sources 12
+    """
+    store = _store(ctx)
+    try:
+        store.get_activity(activity_id)
+        versions = [_version_dict(v) for v in store.versions(activity_id)]
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        out.print(json.dumps(versions, ensure_ascii=False), markup=False)
+        return
+    table = Table(show_header=True)
+    for col in ("version", "format", "file", "start (UTC)", "duration", "km", "samples", "supplies"):
+        table.add_column(col)
+    for v in versions:
+        shift = f" (shifted {v['shift_s'] / 3600:+g} h)" if v["shift_s"] else ""
+        table.add_row(v["key"][:20], v["format"], v["name"], v["start"][:19].replace("T", " ") + shift,
+                      _fmt_duration(v["elapsed_s"]), _fmt_km(v["distance_m"]), str(v["samples"]),
+                      ", ".join(v["channels"]) or "-")
+    out.print(table)
+
+
+@activities_app.command("split")
+def activities_split(
+    ctx: typer.Context,
+    activity_id: Annotated[int, typer.Argument(metavar="ID", help="The activity holding the wrongly merged version.")],
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Version key, SHA-256 prefix or file name (see `activities sources`).")],
+) -> None:
+    """Detach a wrongly merged source version into an activity of its own.
+
+    The decision is remembered: re-importing or reprocessing never merges them again.
+
+    Example: fithub activities split 12 3f9a2c
+    """
+    try:
+        new_id = _store(ctx).split(activity_id, source)
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"split {source} from activity {activity_id} into new activity {new_id}", markup=False)
+
+
+@activities_app.command("merge")
+def activities_merge(
+    ctx: typer.Context,
+    keep: Annotated[int, typer.Argument(metavar="ID", help="The activity to keep.")],
+    other: Annotated[int, typer.Argument(metavar="ID", help="The activity merged into it (its id disappears).")],
+) -> None:
+    """Merge two activities of the same workout by hand.
+
+    All source versions are kept and the best data per channel is chosen again.
+    The decision is remembered across re-imports and reprocessing.
+
+    Example: fithub activities merge 12 15
+    """
+    if keep == other:
+        raise _fail("give two different activity ids")
+    try:
+        merged = _store(ctx).merge_workouts(keep, other)
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"merged activity {other} into {merged}", markup=False)
 
 
 def _kmh(mps: float | None) -> float | None:

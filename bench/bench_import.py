@@ -71,9 +71,9 @@ def phase_fithub(files: list[str]) -> dict:
         store.close()
     return {
         "seconds": seconds,
-        "imported": len(summary.imported),
+        "imported": len(summary.imported) + len(summary.merged),
         "rejected": len(summary.rejected),
-        "activities": sum(len(i.activity_ids) for i in summary.imported),
+        "activities": sum(len(i.activity_ids) for i in summary.imported + summary.merged),
     }
 
 

@@ -18,11 +18,20 @@ from .model import DEFAULT_PERSON, Decoded, Provenance
 
 @dataclass(frozen=True)
 class Imported:
+    """Stored. ``activity_ids`` are new workouts; ``merged_ids`` existing workouts
+    this file's activities joined as further versions of the same workout."""
+
     path: str
     sha256: str
     activity_ids: list[int]
     measurements: int
     warnings: list[str] = field(default_factory=list)
+    merged_ids: list[int] = field(default_factory=list)
+
+    @property
+    def merged_only(self) -> bool:
+        """Every activity of the file joined an existing workout."""
+        return bool(self.merged_ids) and not self.activity_ids
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ def ingest(
     if saved.duplicate:  # another importer stored the same bytes meanwhile
         return Duplicate(name, sha256)
     warnings = list(dict.fromkeys([*decoded.warnings, *(w for a in activities for w in a.warnings)]))
-    return Imported(name, sha256, saved.activity_ids, len(measurements), warnings)
+    return Imported(name, sha256, saved.activity_ids, len(measurements), warnings, saved.merged_ids)
 
 
 def _reason(exc: DecodeError) -> str:
@@ -128,24 +137,31 @@ def ingest_all(
 
 @dataclass
 class Summary:
+    """Outcomes by kind: a file is *imported* when it created at least one new
+    workout, *merged* when all its activities joined existing workouts."""
+
     imported: list[Imported] = field(default_factory=list)
+    merged: list[Imported] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
     def add(self, outcome: Outcome) -> None:
         if isinstance(outcome, Imported):
-            self.imported.append(outcome)
+            (self.merged if outcome.merged_only else self.imported).append(outcome)
         elif isinstance(outcome, Duplicate):
             self.duplicates.append(outcome)
         else:
             self.rejected.append(outcome)
 
     def as_json(self) -> dict:
+        stored = self.imported + self.merged
         return {
             "imported": len(self.imported),
+            "merged": len(self.merged),
             "duplicates": len(self.duplicates),
             "rejected": [{"path": r.path, "reason": r.reason} for r in self.rejected],
-            "activities": sum(len(i.activity_ids) for i in self.imported),
-            "measurements": sum(i.measurements for i in self.imported),
-            "warnings": [{"path": i.path, "warning": w} for i in self.imported for w in i.warnings],
+            "activities": sum(len(i.activity_ids) for i in stored),
+            "merged_activities": sum(len(i.merged_ids) for i in stored),
+            "measurements": sum(i.measurements for i in stored),
+            "warnings": [{"path": i.path, "warning": w} for i in stored for w in i.warnings],
         }

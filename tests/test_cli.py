@@ -59,7 +59,7 @@ def test_import_whole_corpus_then_reimport(fithub, shared):
     rejected = {r["path"]: r["reason"] for r in first["rejected"]}
 
     # Every file is accounted for, with the path as it was given.
-    assert first["imported"] + first["duplicates"] + len(rejected) == len(files)
+    assert first["imported"] + first["merged"] + first["duplicates"] + len(rejected) == len(files)
     assert all(any(p.startswith(d + os.sep) for d in folders) for p in rejected)
     assert all(reason and "Traceback" not in reason for reason in rejected.values())
 
@@ -90,7 +90,7 @@ def test_import_whole_corpus_then_reimport(fithub, shared):
     # Importing everything again adds nothing.
     second = _json(fithub("import", *folders, "--json"))
     assert second["imported"] == 0
-    assert second["duplicates"] == first["imported"] + first["duplicates"]
+    assert second["duplicates"] == first["imported"] + first["merged"] + first["duplicates"]
 
     listed = _json(fithub("activities", "list", "--json"))
     assert len(listed) == first["activities"]

@@ -349,7 +349,10 @@ def test_replace_file_records_swaps_only_that_files_records(store: Store) -> Non
     data, other = b"file to reprocess", b"an unrelated file"
     old = save(store, data, [rich_activity(data, index=0), rich_activity(data, index=1)],
                [Measurement(person="alice", kind="weight_kg", time=T0, value=71.0, provenance=prov(data))])  # fmt: skip
-    kept = save(store, other, [rich_activity(other)], [])
+    # A different workout (a week later, another recording): the reprocessed file's
+    # versions must not touch it.
+    unrelated = dataclasses.replace(rich_activity(other), start=T0 + timedelta(days=7), source_id="fit:other")
+    kept = save(store, other, [unrelated], [])
 
     better = dataclasses.replace(rich_activity(data, index=0), distance_m=30200.0, laps=(), sets=(), person="carol")
     new_weight = Measurement(person="carol", kind="weight_kg", time=T0, value=60.0, provenance=prov(data))
@@ -360,7 +363,7 @@ def test_replace_file_records_swaps_only_that_files_records(store: Store) -> Non
         with pytest.raises(NotFound):
             store.get_activity(gone)
     assert store.get_activity(new_ids[0]).activity == better
-    assert store.get_activity(kept.activity_ids[0]).activity == rich_activity(other)
+    assert store.get_activity(kept.activity_ids[0]).activity == unrelated
     assert sorted(store.activity_ids()) == sorted(new_ids + kept.activity_ids)
     # children of the old activities went with them (ON DELETE CASCADE)
     assert count(store, "laps") == 2  # only the unrelated file's two laps

@@ -1,5 +1,5 @@
 """Storage: the database (SQLAlchemy + Alembic) and the raw file archive, behind one Store."""
 
-from hub.storage.repository import FileRecord, SaveResult, Store, StoredActivity
+from hub.storage.repository import FileRecord, SaveResult, Store, StoredActivity, VersionRecord
 
-__all__ = ["FileRecord", "SaveResult", "Store", "StoredActivity"]
+__all__ = ["FileRecord", "SaveResult", "Store", "StoredActivity", "VersionRecord"]

@@ -4,6 +4,16 @@ Every public method maps database failures to :class:`~hub.errors.StorageError`
 (chained) at this boundary. Saving a file that is already stored is an expected
 outcome and comes back as ``SaveResult(duplicate=True)``, also when another process
 wins a race for the same bytes.
+
+Activities are stored as *versions* (one per decoded activity of a source, kept as
+decoded) grouped into *workouts* (one per real workout, the merged canonical
+activity); see :mod:`hub.storage.workouts`. The ids the Store hands out for
+activities are workout ids.
+
+Race safety: every transaction that attaches, moves or removes versions first
+locks the rows of the persons involved (PostgreSQL ``SELECT ... FOR UPDATE``, in id
+order; SQLite's write transaction already holds the database's single write lock),
+so two importers of copies of one workout never both create it.
 """
 
 from __future__ import annotations
@@ -11,37 +21,45 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import product
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from hub.dedupe import MatchRules, MergePolicy, Version
 from hub.errors import FithubError, NotFound, StorageError
 from hub.model import Activity, Measurement, require_utc
-from hub.storage import migrate, rows
+# The table "measurements" shares its name with a Store method, so it is always
+# spelled out as schema.measurements.
+from hub.storage import migrate, rows, schema
 from hub.storage.archive import RawArchive, check_sha256
 from hub.storage.engine import WRITE, make_engine, normalise_url
-from hub.storage.schema import laps, persons, raw_files, strength_sets, swim_lengths
-# The tables "activities" and "measurements" share their names with Store methods and
-# parameters, so they are always spelled out as schema.<table>.
-from hub.storage import schema
+from hub.storage.schema import persons, raw_files, versions, workouts
+from hub.storage.workouts import APART, TOGETHER, WorkoutWriter, load_full, version_key
 
 
 @dataclass(frozen=True)
 class StoredActivity:
-    id: int
+    id: int  # the workout id
     activity: Activity
     sample_count: int
-    file_sha256: str | None
+    file_sha256: str | None  # the file of the primary version
+    # Merged channel ("position", "hr_bpm", "laps", ...) -> key of the version that supplied it.
+    channel_sources: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SaveResult:
     duplicate: bool
-    activity_ids: list[int]
+    activity_ids: list[int]  # workouts this file created
+    merged_ids: list[int] = field(default_factory=list)  # existing workouts it joined
+    # Existing workouts this file showed to be the same as one in merged_ids (it
+    # matched both); their versions moved there and these ids are gone.
+    absorbed_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,26 @@ class FileRecord:
     person: str
     received_at: datetime
     imported_at: datetime
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One source version of a workout, as listed by :meth:`Store.versions`."""
+
+    key: str
+    workout_id: int
+    file_sha256: str | None
+    name: str | None  # the file name as stored
+    fmt: str | None
+    source: str | None
+    sport: str
+    start: datetime  # as decoded, before shift_s is applied
+    elapsed_s: float | None
+    distance_m: float | None
+    sample_count: int
+    shift_s: int
+    channels: list[str]  # merged channels this version supplied
+    primary: bool
 
 
 class _Duplicate(Exception):
@@ -79,17 +117,23 @@ def _mapped(what: str):
 
 
 # Summary columns for listings: everything except the blobs.
-_SUMMARY_COLUMNS = [c for c in schema.activities.c if c.name not in ("samples", "hrv")]
+_SUMMARY_COLUMNS = [c for c in workouts.c if c.name not in ("samples", "hrv")]
+# The primary version of a workout, for the file it came from.
+_primary = versions.alias("primary_version_row")
 
 
 class Store:
-    def __init__(self, url: str, home: Path) -> None:
+    def __init__(
+        self, url: str, home: Path, policy: MergePolicy | None = None, rules: MatchRules | None = None
+    ) -> None:
         parsed = normalise_url(url)
         self.url = parsed.render_as_string(hide_password=False)
         self.safe_url = parsed.render_as_string(hide_password=True)
         self.dialect = parsed.get_backend_name()
         self.home = Path(home)
         self.archive = RawArchive(self.home / "raw")
+        self.policy = policy  # None: hub.dedupe's defaults
+        self.rules = rules
         self._engine = make_engine(parsed)
         try:
             migrate.upgrade(self._engine)
@@ -134,6 +178,9 @@ class Store:
     ) -> SaveResult:
         """Store one file and what was decoded from it, all or nothing.
 
+        Activity ``i`` becomes version ``"<sha256>:<i>"``: it joins the workout
+        :func:`hub.dedupe.match` picks (which is then re-merged) or starts a new one.
+
         The bytes go to the raw archive inside the transaction, before the commit: a
         crash after the archive write leaves an unreferenced file (harmless, and
         reused by the next attempt); the database never references a missing one.
@@ -146,6 +193,8 @@ class Store:
                     raise _Duplicate
                 names = [person, *(a.person for a in activities), *(m.person for m in measurements)]
                 ids = self._person_ids(conn, names)
+                # Before anything that references a person row (see module docstring).
+                self._lock_persons(conn, ids.values())
                 conn.execute(
                     raw_files.insert().values(
                         sha256=sha256,
@@ -158,7 +207,15 @@ class Store:
                         imported_at=datetime.now(timezone.utc),
                     )
                 )
-                activity_ids = self._insert_records(conn, sha256, activities, measurements, ids)
+                writer = WorkoutWriter(conn, self.policy, self.rules)
+                created, merged = [], []
+                for index, activity in enumerate(activities):
+                    workout_id, joined = writer.attach(
+                        activity, person_id=ids[activity.person], key=version_key(sha256, index), file_sha256=sha256
+                    )
+                    (merged if joined else created).append(workout_id)
+                writer.flush()
+                self._insert_measurements(conn, sha256, measurements, ids)
                 self.archive.write(sha256, data)
         except _Duplicate:
             return SaveResult(duplicate=True, activity_ids=[])
@@ -169,20 +226,39 @@ class Store:
             if self.has_file(sha256):
                 return SaveResult(duplicate=True, activity_ids=[])
             raise
-        return SaveResult(duplicate=False, activity_ids=activity_ids)
+        return SaveResult(duplicate=False, activity_ids=created, merged_ids=merged, absorbed_ids=writer.absorbed)
 
     @_mapped("replacing a file's records")
     def replace_file_records(
         self, sha256: str, activities: list[Activity], measurements: list[Measurement]
     ) -> list[int]:
-        """Swap what ``sha256`` produced for a fresh decode, in one transaction."""
+        """Swap what ``sha256`` produced for a fresh decode, in one transaction.
+
+        The file's versions are replaced and matched again (manual decisions hold,
+        being keyed by version key); workouts they left are re-merged, or deleted
+        when nothing is left in them. Returns the workout id of each new activity.
+        """
         with self._writer() as conn:
             if not self._has_file(conn, sha256):
                 raise NotFound(f"no raw file {sha256} in {self.safe_url}")
-            conn.execute(sa.delete(schema.activities).where(schema.activities.c.file_sha256 == sha256))
-            conn.execute(sa.delete(schema.measurements).where(schema.measurements.c.file_sha256 == sha256))
+            old = conn.execute(
+                sa.select(versions.c.workout_id, versions.c.person_id).where(versions.c.file_sha256 == sha256)
+            ).all()
             ids = self._person_ids(conn, [*(a.person for a in activities), *(m.person for m in measurements)])
-            return self._insert_records(conn, sha256, activities, measurements, ids)
+            self._lock_persons(conn, [*ids.values(), *(person_id for _, person_id in old)])
+            conn.execute(sa.delete(versions).where(versions.c.file_sha256 == sha256))
+            conn.execute(sa.delete(schema.measurements).where(schema.measurements.c.file_sha256 == sha256))
+            writer = WorkoutWriter(conn, self.policy, self.rules)
+            writer.dirty.update(workout_id for workout_id, _ in old)
+            result = [
+                writer.attach(
+                    activity, person_id=ids[activity.person], key=version_key(sha256, index), file_sha256=sha256
+                )[0]
+                for index, activity in enumerate(activities)
+            ]
+            writer.flush()
+            self._insert_measurements(conn, sha256, measurements, ids)
+            return result
 
     @_mapped("listing files")
     def files(self) -> list[FileRecord]:
@@ -190,23 +266,19 @@ class Store:
         with self._engine.connect() as conn:
             return [_file_record(r) for r in conn.execute(query).mappings()]
 
-    @_mapped("looking up an activity's files")
+    @_mapped("looking up a workout's files")
     def sources(self, activity_id: int) -> list[FileRecord]:
+        """The files of every version of workout ``activity_id``."""
         with self._engine.connect() as conn:
-            sha = conn.execute(
-                sa.select(schema.activities.c.file_sha256).where(schema.activities.c.id == activity_id)
-            ).one_or_none()
-            if sha is None:
-                raise NotFound(f"no activity {activity_id} in {self.safe_url}")
-            if sha[0] is None:
-                return []
-            query = _file_query().where(raw_files.c.sha256 == sha[0])
+            self._workout_person(conn, activity_id)
+            shas = sa.select(versions.c.file_sha256).where(versions.c.workout_id == activity_id)
+            query = _file_query().where(raw_files.c.sha256.in_(shas)).order_by(raw_files.c.imported_at, raw_files.c.sha256)
             return [_file_record(r) for r in conn.execute(query).mappings()]
 
     def raw_bytes(self, sha256: str) -> bytes:
         return self.archive.read(sha256)
 
-    # -- activities ----------------------------------------------------------
+    # -- workouts (the canonical activities) ------------------------------------
 
     @_mapped("listing activities")
     def list_activities(
@@ -217,70 +289,173 @@ class Store:
         start_from: datetime | None = None,
         start_to: datetime | None = None,
     ) -> list[StoredActivity]:
-        """Summaries ordered by start; ``start_from <= start < start_to``.
+        """Workout summaries ordered by start; ``start_from <= start < start_to``.
 
         Samples, HRV, laps, lengths and sets are not loaded (``sample_count`` says how
         many samples :meth:`get_activity` would return).
         """
         query = (
-            sa.select(*_SUMMARY_COLUMNS, persons.c.name.label("person_name"))
-            .join(persons, persons.c.id == schema.activities.c.person_id)
-            .order_by(schema.activities.c.start_utc, schema.activities.c.id)
+            sa.select(
+                *_SUMMARY_COLUMNS,
+                persons.c.name.label("person_name"),
+                _primary.c.file_sha256.label("primary_file_sha256"),
+            )
+            .join(persons, persons.c.id == workouts.c.person_id)
+            .outerjoin(_primary, _primary.c.version_key == workouts.c.primary_version)
+            .order_by(workouts.c.start_utc, workouts.c.id)
         )
         if person is not None:
             query = query.where(persons.c.name == person)
         if sport is not None:
-            query = query.where(schema.activities.c.sport == sport)
+            query = query.where(workouts.c.sport == sport)
         if start_from is not None:
-            query = query.where(schema.activities.c.start_utc >= require_utc(start_from, "start_from"))
+            query = query.where(workouts.c.start_utc >= require_utc(start_from, "start_from"))
         if start_to is not None:
-            query = query.where(schema.activities.c.start_utc < require_utc(start_to, "start_to"))
+            query = query.where(workouts.c.start_utc < require_utc(start_to, "start_to"))
         with self._engine.connect() as conn:
             return [
-                _stored(r, rows.activity_from_row(r, person=r["person_name"], full=False))
+                _stored(r, rows.activity_from_row(r, person=r["person_name"], full=False), r["primary_file_sha256"])
                 for r in conn.execute(query).mappings()
             ]
 
     @_mapped("reading an activity")
     def get_activity(self, activity_id: int) -> StoredActivity:
-        """Everything stored for one activity; raises NotFound for an unknown id."""
+        """The merged canonical activity of workout ``activity_id``; NotFound if unknown."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(schema.activities, persons.c.name.label("person_name"))
-                .join(persons, persons.c.id == schema.activities.c.person_id)
-                .where(schema.activities.c.id == activity_id)
-            ).mappings().one_or_none()
-            if row is None:
+            try:
+                found = load_full(conn, workouts, workouts.c.id == activity_id)
+            except StorageError as exc:
+                raise StorageError(f"{self.safe_url}: {exc}") from exc
+            if not found:
                 raise NotFound(f"no activity {activity_id} in {self.safe_url}")
-            children = {
-                table.name: [
-                    convert(r)
-                    for r in conn.execute(
-                        sa.select(table).where(table.c.activity_id == activity_id).order_by(table.c.idx)
-                    ).mappings()
-                ]
-                for table, convert in (
-                    (laps, rows.lap_from_row),
-                    (swim_lengths, rows.length_from_row),
-                    (strength_sets, rows.set_from_row),
-                )
-            }
-        try:
-            activity = rows.activity_from_row(
-                row,
-                person=row["person_name"],
-                laps=tuple(children["laps"]),
-                lengths=tuple(children["swim_lengths"]),
-                sets=tuple(children["strength_sets"]),
-            )
-        except StorageError as exc:  # a corrupt blob: say which activity holds it
-            raise StorageError(f"activity {activity_id} in {self.safe_url}: {exc}") from exc
-        return _stored(row, activity)
+            row, activity = found[0]
+            sha = conn.execute(
+                sa.select(versions.c.file_sha256).where(versions.c.version_key == row["primary_version"])
+            ).scalar_one_or_none()
+        return _stored(row, activity, sha)
 
     @_mapped("listing activity ids")
     def activity_ids(self) -> list[int]:
+        """Every workout id, ascending."""
         with self._engine.connect() as conn:
-            return list(conn.execute(sa.select(schema.activities.c.id).order_by(schema.activities.c.id)).scalars())
+            return list(conn.execute(sa.select(workouts.c.id).order_by(workouts.c.id)).scalars())
+
+    # -- versions and manual dedupe decisions -------------------------------------
+
+    @_mapped("listing a workout's versions")
+    def versions(self, workout_id: int) -> list[VersionRecord]:
+        """The source versions of a workout, by start then key."""
+        with self._engine.connect() as conn:
+            workout = conn.execute(
+                sa.select(workouts.c.channel_sources, workouts.c.primary_version).where(workouts.c.id == workout_id)
+            ).mappings().one_or_none()
+            if workout is None:
+                raise NotFound(f"no activity {workout_id} in {self.safe_url}")
+            supplied = rows.channel_sources_from_row(workout)
+            query = (
+                sa.select(
+                    versions.c.version_key,
+                    versions.c.workout_id,
+                    versions.c.file_sha256,
+                    versions.c.sport,
+                    versions.c.start_utc,
+                    versions.c.elapsed_s,
+                    versions.c.distance_m,
+                    versions.c.sample_count,
+                    versions.c.shift_s,
+                    raw_files.c.name,
+                    raw_files.c.format,
+                    raw_files.c.source,
+                )
+                .outerjoin(raw_files, raw_files.c.sha256 == versions.c.file_sha256)
+                .where(versions.c.workout_id == workout_id)
+                .order_by(versions.c.start_utc, versions.c.version_key)
+            )
+            return [
+                VersionRecord(
+                    key=r["version_key"],
+                    workout_id=r["workout_id"],
+                    file_sha256=r["file_sha256"],
+                    name=r["name"],
+                    fmt=r["format"],
+                    source=r["source"],
+                    sport=r["sport"],
+                    start=r["start_utc"],
+                    elapsed_s=r["elapsed_s"],
+                    distance_m=r["distance_m"],
+                    sample_count=r["sample_count"],
+                    shift_s=r["shift_s"],
+                    channels=sorted(ch for ch, key in supplied.items() if key == r["version_key"]),
+                    primary=r["version_key"] == workout["primary_version"],
+                )
+                for r in conn.execute(query).mappings()
+            ]
+
+    @_mapped("reading a version")
+    def get_version(self, key: str) -> StoredActivity:
+        """One source version exactly as decoded; ``id`` is the workout it belongs to."""
+        with self._engine.connect() as conn:
+            found = load_full(conn, versions, versions.c.version_key == key)
+        if not found:
+            raise NotFound(f"no version {key!r} in {self.safe_url}")
+        row, activity = found[0]
+        return StoredActivity(
+            id=row["workout_id"], activity=activity, sample_count=row["sample_count"], file_sha256=row["file_sha256"]
+        )
+
+    @_mapped("looking up a version")
+    def find_version(self, workout_id: int, source: str) -> str:
+        """The key of the version of ``workout_id`` that ``source`` names: a version
+        key, a unique prefix of a file's SHA-256, or the file name as stored."""
+        with self._engine.connect() as conn:
+            return _resolve(self._version_files(conn, workout_id), workout_id, source)
+
+    @_mapped("splitting a workout")
+    def split(self, workout_id: int, source: str) -> int:
+        """Detach the version ``source`` names (see :meth:`find_version`) into a new
+        workout; both are re-merged and the version is recorded as apart from every
+        one left behind, so reimporting or reprocessing will not join them again.
+        Returns the new workout id."""
+        with self._writer() as conn:
+            person_id = self._workout_person(conn, workout_id)
+            self._lock_persons(conn, [person_id])
+            files = self._version_files(conn, workout_id)
+            key = _resolve(files, workout_id, source)
+            if len(files) == 1:
+                raise FithubError(f"workout {workout_id} has a single version ({key}); there is nothing to split off")
+            writer = WorkoutWriter(conn, self.policy, self.rules)
+            ((_, activity),) = load_full(conn, versions, versions.c.version_key == key)
+            # Alone, the version is its own time base: no correction any more.
+            new_id = writer.create_workout(Version(key=key, activity=activity), person_id=person_id)
+            writer.move_version(key, new_id, shift_s=0)
+            writer.decide(person_id, [(key, other) for other, _, _ in files if other != key], APART)
+            writer.remerge(workout_id)
+            return new_id
+
+    @_mapped("merging workouts")
+    def merge_workouts(self, a: int, b: int) -> int:
+        """Move every version of workout ``b`` into ``a`` and delete ``b``; the pairs are
+        recorded as together (replacing any "apart"), so they stay one workout through
+        reimports and reprocessing. Returns ``a``."""
+        if a == b:
+            raise FithubError(f"cannot merge workout {a} with itself")
+        with self._writer() as conn:
+            person_a, person_b = self._workout_person(conn, a), self._workout_person(conn, b)
+            if person_a != person_b:
+                names = dict(conn.execute(sa.select(persons.c.id, persons.c.name)).all())
+                raise FithubError(
+                    f"workouts {a} ({names.get(person_a)}) and {b} ({names.get(person_b)}) belong to different persons"
+                )
+            self._lock_persons(conn, [person_a])
+            keys_a = [k for k, _, _ in self._version_files(conn, a)]
+            keys_b = [k for k, _, _ in self._version_files(conn, b)]
+            writer = WorkoutWriter(conn, self.policy, self.rules)
+            writer.decide(person_a, product(keys_a, keys_b), TOGETHER)
+            # Each version keeps the time correction it had; none is guessed for a manual merge.
+            conn.execute(versions.update().where(versions.c.workout_id == b).values(workout_id=a))
+            conn.execute(sa.delete(workouts).where(workouts.c.id == b))
+            writer.remerge(a)
+            return a
 
     # -- persons and measurements -------------------------------------------
 
@@ -316,6 +491,39 @@ class Store:
             with conn.begin():
                 yield conn
 
+    def _lock_persons(self, conn: sa.Connection, person_ids: Iterable[int]) -> None:
+        """Serialise writers per person until this transaction ends.
+
+        PostgreSQL: row locks taken in id order, so two writers needing the same
+        persons cannot deadlock. SQLite: already serialised by BEGIN IMMEDIATE.
+        """
+        wanted = sorted(set(person_ids))
+        if self.dialect != "postgresql" or not wanted:
+            return
+        conn.execute(
+            sa.select(persons.c.id).where(persons.c.id.in_(wanted)).order_by(persons.c.id).with_for_update()
+        ).all()
+
+    def _workout_person(self, conn: sa.Connection, workout_id: int) -> int:
+        person_id = conn.execute(
+            sa.select(workouts.c.person_id).where(workouts.c.id == workout_id)
+        ).scalar_one_or_none()
+        if person_id is None:
+            raise NotFound(f"no activity {workout_id} in {self.safe_url}")
+        return person_id
+
+    def _version_files(self, conn: sa.Connection, workout_id: int) -> list[tuple[str, str | None, str | None]]:
+        """(version key, file sha256, file name) of each version of a workout."""
+        found = conn.execute(
+            sa.select(versions.c.version_key, versions.c.file_sha256, raw_files.c.name)
+            .outerjoin(raw_files, raw_files.c.sha256 == versions.c.file_sha256)
+            .where(versions.c.workout_id == workout_id)
+            .order_by(versions.c.version_key)
+        ).all()
+        if not found:
+            raise NotFound(f"no activity {workout_id} in {self.safe_url}")
+        return [tuple(r) for r in found]
+
     @staticmethod
     def _has_file(conn: sa.Connection, sha256: str) -> bool:
         found = conn.execute(sa.select(raw_files.c.sha256).where(raw_files.c.sha256 == sha256)).first()
@@ -340,42 +548,33 @@ class Store:
         dialect = pg_dialect if self.dialect == "postgresql" else sqlite_dialect
         return dialect.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
 
-    def _insert_records(
-        self,
-        conn: sa.Connection,
-        sha256: str,
-        new_activities: list[Activity],
-        new_measurements: list[Measurement],
-        person_ids: dict[str, int],
-    ) -> list[int]:
-        ids = []
-        for activity in new_activities:
-            result = conn.execute(
-                schema.activities.insert().values(
-                    rows.activity_row(activity, person_id=person_ids[activity.person], file_sha256=sha256)
-                )
-            )
-            activity_id = result.inserted_primary_key[0]
-            ids.append(activity_id)
-            for table, items, to_row in (
-                (laps, activity.laps, rows.lap_row),
-                (swim_lengths, activity.lengths, rows.length_row),
-                (strength_sets, activity.sets, rows.set_row),
-            ):
-                if items:
-                    conn.execute(
-                        table.insert(),
-                        [to_row(item, activity_id=activity_id, idx=i) for i, item in enumerate(items)],
-                    )
-        if new_measurements:
+    def _insert_measurements(
+        self, conn: sa.Connection, sha256: str, new: list[Measurement], person_ids: dict[str, int]
+    ) -> None:
+        if new:
             conn.execute(
                 self._insert_ignore(schema.measurements, ["person_id", "kind", "time_utc", "source"]),
-                [
-                    rows.measurement_row(m, person_id=person_ids[m.person], file_sha256=sha256)
-                    for m in new_measurements
-                ],
+                [rows.measurement_row(m, person_id=person_ids[m.person], file_sha256=sha256) for m in new],
             )
-        return ids
+
+
+def _resolve(files: list[tuple[str, str | None, str | None]], workout_id: int, source: str) -> str:
+    """Pick the one version ``source`` names among a workout's versions."""
+    keys = [key for key, _, _ in files]
+    if source in keys:
+        return source
+    by_name = [key for key, _, name in files if name == source]
+    by_sha = [key for key, sha, _ in files if source and sha and sha.startswith(source.lower())]
+    hits = by_name or by_sha
+    listing = ", ".join(f"{key} ({name or 'no file'})" for key, _, name in files)
+    if not hits:
+        raise NotFound(f"workout {workout_id} has no version {source!r}; its versions: {listing}")
+    if len(hits) > 1:
+        raise FithubError(
+            f"{source!r} names {len(hits)} versions of workout {workout_id} ({', '.join(hits)}); "
+            "give a full version key"
+        )
+    return hits[0]
 
 
 def _file_query() -> sa.Select:
@@ -397,7 +596,11 @@ def _file_record(row) -> FileRecord:
     )
 
 
-def _stored(row, activity: Activity) -> StoredActivity:
+def _stored(row, activity: Activity, file_sha256: str | None) -> StoredActivity:
     return StoredActivity(
-        id=row["id"], activity=activity, sample_count=row["sample_count"], file_sha256=row["file_sha256"]
+        id=row["id"],
+        activity=activity,
+        sample_count=row["sample_count"],
+        file_sha256=file_sha256,
+        channel_sources=rows.channel_sources_from_row(row),
     )

@@ -38,14 +38,14 @@ def _known(value: float | None) -> float | None:
     return None if value is not None and math.isnan(value) else value
 
 
-def activity_row(activity: Activity, *, person_id: int, file_sha256: str | None) -> dict[str, Any]:
+def recording_row(activity: Activity, *, person_id: int) -> dict[str, Any]:
+    """The columns a workout and a version share (see ``schema._recording_columns``)."""
     stream = activity.samples
     device = activity.device or Device()
     prov = activity.provenance
     has_stream = bool(len(stream) or stream.columns or stream.units)
     return {
         "person_id": person_id,
-        "file_sha256": file_sha256,
         "sport": activity.sport,
         "sub_sport": activity.sub_sport,
         "start_utc": activity.start,
@@ -71,9 +71,38 @@ def activity_row(activity: Activity, *, person_id: int, file_sha256: str | None)
     }
 
 
-def lap_row(lap: Lap, *, activity_id: int, idx: int) -> dict[str, Any]:
+def version_row(
+    activity: Activity, *, person_id: int, workout_id: int, key: str, shift_s: int, file_sha256: str | None
+) -> dict[str, Any]:
     return {
-        "activity_id": activity_id,
+        **recording_row(activity, person_id=person_id),
+        "workout_id": workout_id,
+        "file_sha256": file_sha256,
+        "version_key": key,
+        "shift_s": shift_s,
+    }
+
+
+def workout_row(
+    activity: Activity, *, person_id: int, channel_sources: Mapping[str, str], primary: str
+) -> dict[str, Any]:
+    return {
+        **recording_row(activity, person_id=person_id),
+        "end_utc": activity.end,
+        # Sorted keys: the same merge always writes the same text.
+        "channel_sources": json.dumps(dict(channel_sources), sort_keys=True),
+        "primary_version": primary,
+    }
+
+
+def channel_sources_from_row(row: Row) -> dict[str, str]:
+    return json.loads(row["channel_sources"])
+
+
+def lap_row(lap: Lap, *, idx: int) -> dict[str, Any]:
+    """Laps, lengths and sets rows lack their owner column (``version_id`` or
+    ``workout_id``); the caller adds it."""
+    return {
         "idx": idx,
         "start_utc": lap.start,
         **{name: _known(getattr(lap, name)) for name in SUMMARY_FIELDS},
@@ -81,9 +110,8 @@ def lap_row(lap: Lap, *, activity_id: int, idx: int) -> dict[str, Any]:
     }
 
 
-def length_row(length: SwimLength, *, activity_id: int, idx: int) -> dict[str, Any]:
+def length_row(length: SwimLength, *, idx: int) -> dict[str, Any]:
     return {
-        "activity_id": activity_id,
         "idx": idx,
         "start_utc": length.start,
         "elapsed_s": _known(length.elapsed_s),
@@ -93,9 +121,8 @@ def length_row(length: SwimLength, *, activity_id: int, idx: int) -> dict[str, A
     }
 
 
-def set_row(item: StrengthSet, *, activity_id: int, idx: int) -> dict[str, Any]:
+def set_row(item: StrengthSet, *, idx: int) -> dict[str, Any]:
     return {
-        "activity_id": activity_id,
         "idx": idx,
         "start_utc": item.start,
         "duration_s": _known(item.duration_s),

@@ -88,83 +88,151 @@ def _summary_columns() -> list[sa.Column]:
 
 SUMMARY_FIELDS: tuple[str, ...] = tuple(c.name for c in _summary_columns())
 
-activities = sa.Table(
-    "activities",
+def _recording_columns() -> list[sa.Column]:
+    """What a workout and each of its versions both hold: one Activity, flattened."""
+    return [
+        sa.Column("sport", sa.Text, nullable=False),
+        sa.Column("sub_sport", sa.Text),
+        sa.Column("start_utc", UTCDateTime, nullable=False),
+        sa.Column("utc_offset_s", sa.Integer),
+        *_summary_columns(),
+        sa.Column("name", sa.Text),
+        sa.Column("device_manufacturer", sa.Text),
+        sa.Column("device_product", sa.Text),
+        sa.Column("device_serial", sa.BigInteger),
+        sa.Column("device_software", sa.Text),
+        sa.Column("source_id", sa.Text),
+        sa.Column("multisport_group", sa.Text),
+        sa.Column("multisport_index", sa.Integer),
+        sa.Column("sample_count", sa.Integer, nullable=False),
+        sa.Column("sample_channels", sa.Text, nullable=False),  # JSON list of column names
+        sa.Column("samples", sa.LargeBinary),  # see hub.storage.samples
+        sa.Column("hrv", sa.LargeBinary),  # beat intervals, hub.storage.samples.encode_series
+        sa.Column("warnings", sa.Text, nullable=False),  # JSON list of strings
+        # Provenance exactly as the decoder gave it (may differ from file_sha256 for
+        # records that were not read from a file).
+        sa.Column("prov_source", sa.Text),
+        sa.Column("prov_sha256", sa.String(64)),
+        sa.Column("prov_received_at", UTCDateTime),
+        sa.Column("prov_name", sa.Text),
+    ]
+
+
+# One row per real workout: the canonical activity merged from all its versions.
+# Users see these ids; a workout is never empty (the Store deletes one that loses
+# its last version).
+workouts = sa.Table(
+    "workouts",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id"), nullable=False),
-    # The raw file this row was decoded from; reprocessing replaces by it.
-    sa.Column("file_sha256", sa.String(64), _fk("raw_files.sha256"), nullable=True),
-    sa.Column("sport", sa.Text, nullable=False),
-    sa.Column("sub_sport", sa.Text),
-    sa.Column("start_utc", UTCDateTime, nullable=False),
-    sa.Column("utc_offset_s", sa.Integer),
-    *_summary_columns(),
-    sa.Column("name", sa.Text),
-    sa.Column("device_manufacturer", sa.Text),
-    sa.Column("device_product", sa.Text),
-    sa.Column("device_serial", sa.BigInteger),
-    sa.Column("device_software", sa.Text),
-    sa.Column("source_id", sa.Text),
-    sa.Column("multisport_group", sa.Text),
-    sa.Column("multisport_index", sa.Integer),
-    sa.Column("sample_count", sa.Integer, nullable=False),
-    sa.Column("sample_channels", sa.Text, nullable=False),  # JSON list of column names
-    sa.Column("samples", sa.LargeBinary),  # see hub.storage.samples
-    sa.Column("hrv", sa.LargeBinary),  # beat intervals, hub.storage.samples.encode_series
-    sa.Column("warnings", sa.Text, nullable=False),  # JSON list of strings
-    # Provenance exactly as the decoder gave it (may differ from file_sha256 for
-    # records that were not read from a file).
-    sa.Column("prov_source", sa.Text),
-    sa.Column("prov_sha256", sa.String(64)),
-    sa.Column("prov_received_at", UTCDateTime),
-    sa.Column("prov_name", sa.Text),
+    *_recording_columns(),
+    sa.Column("end_utc", UTCDateTime, nullable=False),
+    # JSON object: merged channel ("position", "hr_bpm", "laps", ...) -> version key.
+    sa.Column("channel_sources", sa.Text, nullable=False),
+    # Key of the version whose time axis and metadata are the base of the merge.
+    sa.Column("primary_version", sa.Text, nullable=False),
     sa.Index(None, "person_id", "start_utc"),
     sa.Index(None, "sport", "start_utc"),
     sa.Index(None, "start_utc"),
+)
+
+# One row per decoded activity of one source (file), exactly as decoded; never
+# changed by merging, so a workout can always be rebuilt or split again.
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # No cascade: a workout is deleted only after its versions have moved away.
+    sa.Column("workout_id", sa.Integer, sa.ForeignKey("workouts.id"), nullable=False),
+    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id"), nullable=False),
+    # The raw file this row was decoded from; reprocessing replaces by it.
+    sa.Column("file_sha256", sa.String(64), _fk("raw_files.sha256"), nullable=True),
+    # "<file sha256>:<index in file>": stable across re-imports and reprocessing,
+    # so manual dedupe decisions can name it.
+    sa.Column("version_key", sa.Text, nullable=False, unique=True),
+    # Seconds subtracted from this version's times to align it with its workout
+    # (a device that wrote local time as UTC); 0 for almost every version.
+    sa.Column("shift_s", sa.Integer, nullable=False, server_default="0"),
+    *_recording_columns(),
+    # The matcher's range query: versions of one person starting in a window.
+    sa.Index(None, "person_id", "start_utc"),
+    sa.Index(None, "workout_id"),
     sa.Index(None, "file_sha256"),
     sa.Index(None, "source_id"),
 )
 
-laps = sa.Table(
-    "laps",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("activity_id", sa.Integer, _fk("activities.id"), nullable=False),
-    sa.Column("idx", sa.Integer, nullable=False),
-    sa.Column("start_utc", UTCDateTime, nullable=False),
-    *_summary_columns(),
-    sa.Column("trigger", sa.Text),
-    sa.UniqueConstraint("activity_id", "idx"),
-)
 
-swim_lengths = sa.Table(
-    "swim_lengths",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("activity_id", sa.Integer, _fk("activities.id"), nullable=False),
-    sa.Column("idx", sa.Integer, nullable=False),
-    sa.Column("start_utc", UTCDateTime, nullable=False),
-    sa.Column("elapsed_s", sa.Double),
-    sa.Column("length_type", sa.Text, nullable=False),
-    sa.Column("strokes", sa.Integer),
-    sa.Column("stroke", sa.Text),
-    sa.UniqueConstraint("activity_id", "idx"),
-)
+def _lap_columns() -> list[sa.Column]:
+    return [
+        sa.Column("idx", sa.Integer, nullable=False),
+        sa.Column("start_utc", UTCDateTime, nullable=False),
+        *_summary_columns(),
+        sa.Column("trigger", sa.Text),
+    ]
 
-strength_sets = sa.Table(
-    "strength_sets",
+
+def _length_columns() -> list[sa.Column]:
+    return [
+        sa.Column("idx", sa.Integer, nullable=False),
+        sa.Column("start_utc", UTCDateTime, nullable=False),
+        sa.Column("elapsed_s", sa.Double),
+        sa.Column("length_type", sa.Text, nullable=False),
+        sa.Column("strokes", sa.Integer),
+        sa.Column("stroke", sa.Text),
+    ]
+
+
+def _set_columns() -> list[sa.Column]:
+    return [
+        sa.Column("idx", sa.Integer, nullable=False),
+        sa.Column("start_utc", UTCDateTime),
+        sa.Column("duration_s", sa.Double),
+        sa.Column("set_type", sa.Text, nullable=False),
+        sa.Column("category", sa.Text),
+        sa.Column("reps", sa.Integer),
+        sa.Column("weight_kg", sa.Double),
+    ]
+
+
+def _child(name: str, owner: str, columns: list[sa.Column]) -> sa.Table:
+    """Laps/lengths/sets of a version (owner "versions") or of a merged workout."""
+    owner_column = f"{owner[:-1]}_id"  # versions -> version_id, workouts -> workout_id
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column(owner_column, sa.Integer, _fk(f"{owner}.id"), nullable=False),
+        *columns,
+        sa.UniqueConstraint(owner_column, "idx"),
+    )
+
+
+laps = _child("laps", "versions", _lap_columns())
+swim_lengths = _child("swim_lengths", "versions", _length_columns())
+strength_sets = _child("strength_sets", "versions", _set_columns())
+# The merged workout's own copies: taken from one version (shifted into place when
+# that version needed a time correction).
+workout_laps = _child("workout_laps", "workouts", _lap_columns())
+workout_swim_lengths = _child("workout_swim_lengths", "workouts", _length_columns())
+workout_strength_sets = _child("workout_strength_sets", "workouts", _set_columns())
+
+# Manual dedupe decisions between two version keys, stored with key_a < key_b (in
+# Python's order; the Store normalises, since database collations differ) so a pair
+# is one row whichever way round it was decided.
+dedupe_decisions = sa.Table(
+    "dedupe_decisions",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("activity_id", sa.Integer, _fk("activities.id"), nullable=False),
-    sa.Column("idx", sa.Integer, nullable=False),
-    sa.Column("start_utc", UTCDateTime),
-    sa.Column("duration_s", sa.Double),
-    sa.Column("set_type", sa.Text, nullable=False),
-    sa.Column("category", sa.Text),
-    sa.Column("reps", sa.Integer),
-    sa.Column("weight_kg", sa.Double),
-    sa.UniqueConstraint("activity_id", "idx"),
+    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id"), nullable=False),
+    sa.Column("key_a", sa.Text, nullable=False),
+    sa.Column("key_b", sa.Text, nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),  # "apart" | "together"
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("person_id", "key_a", "key_b"),
+    sa.CheckConstraint("decision IN ('apart', 'together')", name="ck_dedupe_decisions_decision"),
+    # The matcher looks decisions up by either key.
+    sa.Index(None, "person_id", "key_b"),
 )
 
 measurements = sa.Table(
