@@ -149,12 +149,18 @@ def import_(
         activities = sum(len(i.activity_ids) for i in stored)
         merged = sum(len(i.merged_ids) for i in stored)
         measurements = sum(i.measurements for i in stored)
-        out.print(f"{activities} new activities, {merged} merged into existing ones, {measurements} measurements.")
+        out.print(f"{_count(activities, 'new activity', 'new activities')}, "
+                  f"{_count(merged, 'merged into an existing one', 'merged into existing ones')}, "
+                  f"{_count(measurements, 'measurement', 'measurements')}.")
     for imported in stored:
         for warning in imported.warnings:
             out.print(f"warning: {imported.path}: {warning}", markup=False)
     for rejected in summary.rejected:
         out.print(f"rejected: {rejected.path}: {rejected.reason}", markup=False)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 # --------------------------------------------------------------------------- activities
@@ -222,7 +228,7 @@ def activities_list(
             _fmt_km(a.distance_m), "-" if a.avg_hr_bpm is None else f"{a.avg_hr_bpm:.0f}", str(row.sample_count),
         )
     out.print(table)
-    out.print(f"{len(rows)} activities")
+    out.print(_count(len(rows), "activity", "activities"))
 
 
 @activities_app.command("show")
