@@ -11,6 +11,10 @@ without waiting for the busy timeout.
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
+
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -40,6 +44,22 @@ def normalise_url(url: str) -> URL:
     return parsed
 
 
+def retry_locked(action, timeout_s: float = BUSY_TIMEOUT_S):
+    """Run ``action``, retrying while SQLite reports the database locked.
+
+    For the few places where SQLite returns SQLITE_BUSY without waiting (journal
+    mode changes, WAL recovery when several processes open a new file together).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return action()
+        except (sqlite3.OperationalError, sa.exc.OperationalError) as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.1))
+
+
 def make_engine(url: URL) -> sa.Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
@@ -58,8 +78,11 @@ def _sqlite_engine(url: URL) -> sa.Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            # Switching a new file to WAL needs an exclusive lock and SQLite answers
+            # SQLITE_BUSY at once, without its busy handler, when another process is
+            # doing the same: retry until the busy timeout instead of failing.
+            retry_locked(lambda: cursor.execute("PRAGMA journal_mode=WAL"))
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from hub.storage.engine import WRITE
+from hub.storage.engine import WRITE, retry_locked
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -41,11 +41,20 @@ def upgrade(engine: sa.Engine) -> None:
     ``BEGIN IMMEDIATE``, a PostgreSQL advisory lock in env.py), so processes starting
     together do not both try to create the tables.
     """
-    with engine.connect() as conn:
-        conn = conn.execution_options(**{WRITE: True})
-        # One transaction around the whole run, including Alembic's read of the current
-        # version: Alembic then skips its own (per-migration on SQLite, whose DDL it
-        # assumes is not transactional; with the driver's implicit commits switched
-        # off in engine.py it is).
-        with conn.begin():
-            command.upgrade(_config(conn), "head")
+    def run() -> None:
+        with engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE: True})
+            # One transaction around the whole run, including Alembic's read of the current
+            # version: Alembic then skips its own (per-migration on SQLite, whose DDL it
+            # assumes is not transactional; with the driver's implicit commits switched
+            # off in engine.py it is).
+            with conn.begin():
+                command.upgrade(_config(conn), "head")
+
+    if engine.dialect.name == "sqlite":
+        # Several processes opening a brand-new SQLite file together can get an
+        # immediate "database is locked" while the first one sets up WAL; the
+        # whole upgrade is one transaction, so running it again is safe.
+        retry_locked(run)
+    else:
+        run()
