@@ -60,8 +60,13 @@ def ingest(
     person: str = DEFAULT_PERSON,
     source: str = "file",
     received_at: datetime | None = None,
+    ingest_mark=None,
 ) -> Outcome:
-    """Decode and store one file. Safe to call again with the same bytes."""
+    """Decode and store one file. Safe to call again with the same bytes.
+
+    ``ingest_mark`` (a :class:`hub.storage.daemon_rows.IngestMark`) records where the
+    daemon saw the file, in the same transaction as the data.
+    """
     # 1. Identity first: identical bytes are recognised before any decoding work.
     sha256 = hashlib.sha256(data).hexdigest()
     if store.has_file(sha256):
@@ -104,6 +109,7 @@ def ingest(
         received_at=origin.received_at,
         activities=activities,
         measurements=measurements,
+        ingest=ingest_mark,
     )
     if saved.duplicate:  # another importer stored the same bytes meanwhile
         return Duplicate(name, sha256)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hub.model import Decoded, Provenance
 
@@ -20,4 +21,22 @@ def decoders() -> dict[str, Decoder]:
     return {"fit": decode_fit, "gpx": decode_gpx, "tcx": decode_tcx}
 
 
-__all__ = ["Decoder", "decoders", "sniff"]
+@dataclass(frozen=True)
+class BuiltinDecoder:
+    """A built-in format as a :class:`hub.plugins.FileDecoder` (the entry points
+    ``fit``, ``gpx`` and ``tcx`` of ``fithub.decoders``)."""
+
+    format: str
+
+    def sniff(self, name: str, head: bytes) -> bool:
+        return sniff(name, head) == self.format
+
+    def decode(self, data: bytes, origin: Provenance) -> Decoded:
+        return decoders()[self.format](data, origin)
+
+
+FIT = BuiltinDecoder("fit")
+GPX = BuiltinDecoder("gpx")
+TCX = BuiltinDecoder("tcx")
+
+__all__ = ["FIT", "GPX", "TCX", "BuiltinDecoder", "Decoder", "decoders", "sniff"]

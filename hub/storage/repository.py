@@ -31,12 +31,14 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from hub.dedupe import MatchRules, MergePolicy, Version
+from hub.events import ACTIVITY_MERGED, ACTIVITY_STORED, Event, activity_event, measurement_event
 from hub.errors import FithubError, NotFound, StorageError
 from hub.model import Activity, Measurement, require_utc
 # The table "measurements" shares its name with a Store method, so it is always
 # spelled out as schema.measurements.
 from hub.storage import migrate, rows, schema
 from hub.storage.archive import RawArchive, check_sha256
+from hub.storage.daemon_rows import IngestMark, append_events, mark_ingest
 from hub.storage.engine import WRITE, make_engine, normalise_url
 from hub.storage.schema import persons, raw_files, versions, workouts
 from hub.storage.workouts import APART, TOGETHER, WorkoutWriter, load_full, version_key
@@ -175,6 +177,7 @@ class Store:
         received_at: datetime,
         activities: list[Activity],
         measurements: list[Measurement],
+        ingest: IngestMark | None = None,
     ) -> SaveResult:
         """Store one file and what was decoded from it, all or nothing.
 
@@ -184,6 +187,10 @@ class Store:
         The bytes go to the raw archive inside the transaction, before the commit: a
         crash after the archive write leaves an unreferenced file (harmless, and
         reused by the next attempt); the database never references a missing one.
+
+        The outbox events for the stored and merged workouts and measurements, and
+        (with ``ingest``) the daemon's record of where the file was seen, commit in
+        the same transaction.
         """
         check_sha256(sha256)
         received_at = require_utc(received_at, "received_at")
@@ -208,14 +215,19 @@ class Store:
                     )
                 )
                 writer = WorkoutWriter(conn, self.policy, self.rules)
-                created, merged = [], []
+                created, merged, events = [], [], []
                 for index, activity in enumerate(activities):
                     workout_id, joined = writer.attach(
                         activity, person_id=ids[activity.person], key=version_key(sha256, index), file_sha256=sha256
                     )
                     (merged if joined else created).append(workout_id)
+                    events.append(_activity_event(joined, workout_id, activity, sha256, name))
                 writer.flush()
                 self._insert_measurements(conn, sha256, measurements, ids)
+                events.extend(_measurement_events(measurements, sha256))
+                append_events(conn, events)
+                if ingest is not None:
+                    mark_ingest(conn, sha256, "stored", ingest)
                 self.archive.write(sha256, data)
         except _Duplicate:
             return SaveResult(duplicate=True, activity_ids=[])
@@ -556,6 +568,28 @@ class Store:
                 self._insert_ignore(schema.measurements, ["person_id", "kind", "time_utc", "source"]),
                 [rows.measurement_row(m, person_id=person_ids[m.person], file_sha256=sha256) for m in new],
             )
+
+
+def _activity_event(joined: bool, workout_id: int, activity: Activity, sha256: str, name: str) -> Event:
+    summary = {
+        "sport": activity.sport,
+        "start_utc": activity.start.isoformat(),
+        "elapsed_s": activity.elapsed_s,
+        "distance_m": activity.distance_m,
+        "file_name": name,
+    }
+    kind = ACTIVITY_MERGED if joined else ACTIVITY_STORED
+    return activity_event(kind, workout_id=workout_id, person=activity.person, file_sha256=sha256, summary=summary)
+
+
+def _measurement_events(measurements: list[Measurement], sha256: str) -> list[Event]:
+    by_person: dict[str, list[str]] = {}
+    for m in measurements:
+        by_person.setdefault(m.person, []).append(m.kind)
+    return [
+        measurement_event(person=person, file_sha256=sha256, count=len(kinds), kinds=kinds)
+        for person, kinds in sorted(by_person.items())
+    ]
 
 
 def _resolve(files: list[tuple[str, str | None, str | None]], workout_id: int, source: str) -> str:

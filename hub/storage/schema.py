@@ -253,3 +253,75 @@ measurements = sa.Table(
     sa.UniqueConstraint("person_id", "kind", "time_utc", "source"),
     sa.Index(None, "file_sha256"),
 )
+
+# -- daemon state (migration 0003) ----------------------------------------------------------------
+
+# 64-bit ids on PostgreSQL; SQLite's autoincrementing rowid alias must be INTEGER.
+_BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# What the daemon decided about a file's bytes, committed before the file is moved.
+ingest_state = sa.Table(
+    "ingest_state",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),  # "stored" | "rejected"
+    sa.Column("source", sa.Text, nullable=False),  # the watch/source name that saw it
+    sa.Column("path", sa.Text, nullable=False),  # where it was seen
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mtime_ns", sa.BigInteger),
+    sa.Column("reason", sa.Text),  # why it was rejected
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("state IN ('stored', 'rejected')", name="ck_ingest_state_state"),
+    sa.Index(None, "source", "path"),
+)
+
+# Events, written in the transaction of the change they describe.
+outbox_events = sa.Table(
+    "outbox_events",
+    metadata,
+    sa.Column("id", _BIGID, primary_key=True),
+    sa.Column("key", sa.Text, nullable=False, unique=True),  # idempotency key, stable across retries
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("person", sa.Text),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A sink or notifier: it receives the events with id > after_event_id (the newest
+# event when it was first configured), so adding a notifier does not replay history.
+outbox_consumers = sa.Table(
+    "outbox_consumers",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("after_event_id", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+outbox_deliveries = sa.Table(
+    "outbox_deliveries",
+    metadata,
+    sa.Column("consumer", sa.Text, _fk("outbox_consumers.name"), primary_key=True),
+    sa.Column("event_id", sa.BigInteger, _fk("outbox_events.id"), primary_key=True),
+    sa.Column("person", sa.Text),  # copied from the event: ordering is per person
+    sa.Column("state", sa.String(16), nullable=False),  # "pending" | "done" | "dead"
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("state IN ('pending', 'done', 'dead')", name="ck_outbox_deliveries_state"),
+    sa.Index(None, "consumer", "state", "next_at"),
+)
+
+# Health of each source, shared with `fithub status` and /metrics in other processes.
+source_state = sa.Table(
+    "source_state",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("last_attempt_at", UTCDateTime),
+    sa.Column("last_success_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("failures", sa.Integer, nullable=False),  # consecutive
+    sa.Column("errors_total", sa.BigInteger, nullable=False),
+    sa.Column("items_total", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,58 @@
+"""The decoders the pipeline uses: the built-in formats plus installed plugins.
+
+Built-in sniffing runs first (it knows FIT/GPX/TCX by content); a plugin decoder
+is asked only for bytes the built-ins do not recognise, so a plugin cannot take
+over a format by accident. Stream importers (whole exports) are kept apart: they
+get a path, not bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from connectors.files import decoders as builtin_decoders
+from connectors.files import sniff as builtin_sniff
+
+from .plugins import FileDecoder, StreamImporter, discover
+
+log = logging.getLogger("fithub.decoding")
+
+
+@dataclass
+class Registry:
+    decoders: dict[str, Callable] = field(default_factory=dict)
+    plugin_sniffers: list[FileDecoder] = field(default_factory=list)
+    streams: list[StreamImporter] = field(default_factory=list)
+
+    def sniff(self, name: str, data: bytes) -> str | None:
+        found = builtin_sniff(name, data)
+        if found is not None:
+            return found
+        head = data[:65536]
+        for plugin in self.plugin_sniffers:
+            try:
+                if plugin.sniff(name, head):
+                    return plugin.format
+            except Exception as exc:  # a faulty plugin must not stop the import
+                log.warning("decoder plugin %s failed to sniff %s: %s", plugin.format, name, exc)
+        return None
+
+
+def registry(*, plugins: bool = True) -> Registry:
+    reg = Registry(decoders=dict(builtin_decoders()))
+    if not plugins:
+        return reg
+    for name, info in discover("decoders").items():
+        obj = info.loaded
+        if obj is None or name in reg.decoders:
+            continue
+        if isinstance(obj, StreamImporter):
+            reg.streams.append(obj)
+        elif isinstance(obj, FileDecoder):
+            reg.decoders[obj.format] = obj.decode
+            reg.plugin_sniffers.append(obj)
+        else:
+            log.warning("decoder plugin %s (%s) is neither a FileDecoder nor a StreamImporter; skipped", name, info.value)
+    return reg
