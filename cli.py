@@ -39,6 +39,8 @@ class Context:
     home: Path
     db_url: str
     _store: object = None
+    home_option: str | None = None  # as given on the command line, for `fithub run`
+    db_option: str | None = None
 
     @property
     def store(self):
@@ -69,7 +71,7 @@ def main(
     ] = None,
 ) -> None:
     data_home = paths.data_home(home)
-    context = Context(home=data_home, db_url=paths.database_url(db, data_home))
+    context = Context(home=data_home, db_url=paths.database_url(db, data_home), home_option=home, db_option=db)
     ctx.obj = context
     ctx.call_on_close(context.close)
 
@@ -534,3 +536,120 @@ def measurements(
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+# --------------------------------------------------------------------------- daemon
+
+
+def _load_config(ctx: typer.Context, config_path: Path | None):
+    """The config, with --home/--db (when given) taking the place of the
+    FITHUB_HOME/FITHUB_DATABASE_URL variables."""
+    import os
+
+    from hub import config as hubconfig
+
+    env = dict(os.environ)
+    if ctx.obj.home_option:
+        env["FITHUB_HOME"] = ctx.obj.home_option
+    if ctx.obj.db_option:
+        env["FITHUB_DATABASE_URL"] = ctx.obj.db_option
+    try:
+        return hubconfig.load(config_path, env=env)
+    except FithubError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="Config file (TOML). Default: $FITHUB_CONFIG, else $FITHUB_HOME/config.toml, "
+                     "$XDG_CONFIG_HOME/fithub/config.toml or /etc/fithub/config.toml if present, else built-in "
+                     "defaults: SQLite in the data directory, the folder <data>/inbox watched."),
+    ] = None,
+) -> None:
+    """Run the hub: watch folders and poll sources, import, deliver events. Stops cleanly on SIGTERM/Ctrl-C."""
+    from hub import logs
+    from hub.daemon import Daemon
+
+    cfg = _load_config(ctx, config)
+    logs.setup(cfg.hub.get("log_level", "info"), cfg.hub.get("log_format", "json"))
+    import logging
+
+    logging.getLogger("fithub").info("config: %s", cfg.path or "built-in defaults")
+    try:
+        code = Daemon(cfg).run_forever()
+    except FithubError as exc:
+        logging.getLogger("fithub").error("cannot start: %s", exc)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """How the hub is doing: sources, imports, rejects, events waiting for delivery."""
+    from hub.status import snapshot
+
+    snap = snapshot(_store(ctx).engine)
+    if as_json:
+        out.print_json(data=snap.as_json())
+        return
+    files = sum(snap.files_by_source.values())
+    rejected = sum(snap.rejected_by_source.values())
+    out.print(f"{_count(snap.workouts, 'workout', 'workouts')}, {_count(snap.measurements, 'measurement', 'measurements')}, "
+              f"{_count(files, 'file', 'files')} imported, {rejected} rejected", markup=False)
+    pending, dead = sum(snap.outbox_pending.values()), sum(snap.outbox_dead.values())
+    out.print(f"outbox: {pending} waiting, {dead} dead" + (" (see: fithub outbox list --dead)" if dead else ""), markup=False)
+    if not snap.sources:
+        out.print("sources: none has run yet (is `fithub run` running?)", markup=False)
+        return
+    table = Table("source", "kind", "state", "last success", "items", "errors", box=None)
+    for s in snap.sources:
+        state = "ok" if s.ok else f"failing x{s.failures}: {s.last_error}"
+        last = s.last_success_at.strftime("%Y-%m-%d %H:%M:%S UTC") if s.last_success_at else "never"
+        table.add_row(s.name, s.kind, state, last, str(s.items_total), str(s.errors_total))
+    out.print(table)
+
+
+@app.command("plugins")
+def plugins_cmd(
+    ctx: typer.Context,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file, to show which plugins it enables.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Installed plugins (sources, decoders, sinks, notifiers), where they come from, whether enabled."""
+    from hub.plugins import discover_all
+
+    found = discover_all()
+    enabled: dict[tuple[str, str], list[str]] = {}
+    try:
+        cfg = _load_config(ctx, config)
+    except typer.Exit:
+        cfg = None  # a broken config still lets the user see what is installed
+    if cfg is not None:
+        for group in ("sources", "sinks", "notifiers"):
+            for name, section in getattr(cfg, group).items():
+                if section.enabled:
+                    enabled.setdefault((group, section.type), []).append(name)
+    rows = []
+    for group, infos in found.items():
+        for name, info in sorted(infos.items()):
+            if group == "decoders":
+                use = "yes" if info.error is None else "no"
+            else:
+                use = ", ".join(enabled.get((group, name), [])) or "no"
+            origin = f"{info.distribution or '?'} {info.version or ''}".strip()
+            rows.append({"group": group, "name": name, "from": origin, "object": info.value,
+                         "loaded": info.error is None, "error": info.error, "enabled": use})
+    if as_json:
+        out.print_json(data=rows)
+        return
+    table = Table("group", "name", "from", "enabled (config sections)", "status", box=None)
+    for r in rows:
+        table.add_row(r["group"], r["name"], r["from"], r["enabled"], "ok" if r["loaded"] else f"failed: {r['error']}")
+    out.print(table)
