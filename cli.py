@@ -91,6 +91,30 @@ def _store(ctx: typer.Context):
 # --------------------------------------------------------------------------- import
 
 
+def _import_exports(store, paths: list[str], person: str, summary) -> list[str]:
+    """Import the paths a stream importer claims as a whole (a Garmin Connect
+    account export, an Apple Health export); return the others, which go file by file."""
+    candidates = {p for p in paths if p.lower().endswith((".zip", ".xml")) and Path(p).is_file()}
+    if not candidates:
+        return paths  # no plugin discovery for plain files
+    from connectors.files import decoders, sniff
+    from hub.importer import claiming, import_path, read_head, stream_importers
+
+    importers = stream_importers()
+    rest = []
+    for given in paths:
+        importer = claiming(importers, Path(given), read_head(Path(given))) if given in candidates else None
+        if importer is None:
+            rest.append(given)
+            continue
+        result = import_path(
+            store, Path(given), name=given, person=person, source="file", decoders=decoders(), sniff=sniff, importers=[importer]
+        )
+        for outcome in result.outcomes:
+            summary.add(outcome)
+    return rest
+
+
 @app.command("import")
 def import_(
     ctx: typer.Context,
@@ -108,6 +132,10 @@ def import_(
 
     store = _store(ctx)
     summary = Summary()
+    try:
+        path = _import_exports(store, path, person, summary)
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
     total = count_inputs(path)
     progress = Progress(
         TextColumn("importing"),
@@ -510,7 +538,12 @@ def persons(ctx: typer.Context) -> None:
         out.print(name, markup=False)
 
 
-@app.command("measurements")
+# A group so that `daily` and `priority` can hang below it; called bare it lists, as before.
+measurements_app = typer.Typer(help="Body and daily measurements.", no_args_is_help=False)
+app.add_typer(measurements_app, name="measurements")
+
+
+@measurements_app.callback(invoke_without_command=True)
 def measurements(
     ctx: typer.Context,
     person: Annotated[Optional[str], typer.Option("--person", "-p", help="Only this household member.")] = None,
@@ -519,8 +552,10 @@ def measurements(
 ) -> None:
     """List body and daily measurements (weight, body composition, ...).
 
-    Example: fithub measurements --kind weight_kg
+    Example: fithub measurements --kind weight_kg   (subcommands: daily, priority)
     """
+    if ctx.invoked_subcommand is not None:
+        return
     rows = _store(ctx).measurements(person=person, kind=kind)
     if as_json:
         items = [{"person": m.person, "kind": m.kind, "time": m.time.isoformat(), "value": m.value} for m in rows]
@@ -534,29 +569,124 @@ def measurements(
     out.print(table)
 
 
+@measurements_app.command("daily")
+def measurements_daily(
+    ctx: typer.Context,
+    type_: Annotated[str, typer.Option("--type", "-t", help="steps, distance, cycling_distance, active_energy, "
+                                       "basal_energy or flights (or a kind name such as active_energy_j).")],
+    person: Annotated[str, typer.Option("--person", "-p", help="Household member.")] = DEFAULT_PERSON,
+    since: Annotated[Optional[str], typer.Option("--from", help="First local day (YYYY-MM-DD).")] = None,
+    until: Annotated[Optional[str], typer.Option("--to", help="Last local day (YYYY-MM-DD), included.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object {date: total}.")] = False,
+) -> None:
+    """Daily totals of an additive type, overlapping sources counted once (by source priority).
+
+    Example: fithub measurements daily --type steps --from 2024-01-01 --to 2024-01-31
+    """
+    from connectors.apple_health.records import DAILY_TYPES
+    from hub.storage import health
+
+    kind = DAILY_TYPES.get(type_)
+    if kind is None:
+        raise _fail(f"unknown --type {type_!r}; one of: {', '.join(sorted(DAILY_TYPES))}")
+    try:
+        first = datetime.strptime(since, "%Y-%m-%d").date() if since else None
+        last = datetime.strptime(until, "%Y-%m-%d").date() if until else None
+    except ValueError:
+        raise typer.BadParameter("--from/--to take a date, YYYY-MM-DD") from None
+    totals = health.daily_totals(_store(ctx).engine, person, kind, first, last)
+    if as_json:
+        out.print(json.dumps({d.isoformat(): round(v, 6) for d, v in totals.items()}), markup=False)
+        return
+    table = Table(show_header=True)
+    table.add_column("day (local)")
+    table.add_column(kind, justify="right")
+    for day, value in totals.items():
+        table.add_row(day.isoformat(), f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}")
+    out.print(table)
+
+
+@measurements_app.command("priority")
+def measurements_priority(
+    ctx: typer.Context,
+    sources: Annotated[Optional[list[str]], typer.Argument(help="Source names, best first, to make the order.")] = None,
+    person: Annotated[str, typer.Option("--person", "-p", help="Household member.")] = DEFAULT_PERSON,
+    reset: Annotated[bool, typer.Option("--reset", help="Forget the set order (back to watch, phone, others).")] = False,
+) -> None:
+    """Show or set which source wins where records overlap (for daily totals).
+
+    Example: fithub measurements priority "Ann's Apple Watch" "Ann's iPhone"
+    """
+    from hub.storage import health
+
+    engine = _store(ctx).engine
+    if sources or reset:
+        health.set_priority(engine, person, [] if reset else list(sources or []))
+    for rank, (name, _, explicit) in enumerate(health.priorities(engine, person), start=1):
+        out.print(f"{rank}. {name}{'' if explicit else '  (default order)'}", markup=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+# --------------------------------------------------------------------------- config
+
+config_app = typer.Typer(help="Check the hub's configuration, or print a commented example.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    ctx: typer.Context,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="Config file (TOML). Default: the one `fithub run` would use "
+                     "($FITHUB_CONFIG, <data>/config.toml, $XDG_CONFIG_HOME/fithub/config.toml, /etc/fithub/config.toml)."),
+    ] = None,
+) -> None:
+    """Validate the configuration without starting anything; every problem is listed (exit status 2).
+
+    Example: fithub config check --config /etc/fithub/config.toml
+    """
+    cfg = _load_config(ctx, config)  # prints every problem and exits 2 on any
+    counts = ", ".join(
+        _count(len(cfg.enabled(group)), group[:-1], group) for group in ("sources", "sinks", "notifiers")
+    )
+    out.print(f"OK: {cfg.path or 'built-in defaults'} ({counts})", markup=False)
+
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print a commented example config with every key, its default and its meaning.
+
+    Example: fithub config example > config.toml
+    """
+    from hub.config import example
+
+    sys.stdout.write(example())
 
 
 # --------------------------------------------------------------------------- daemon
 
 
-def _load_config(ctx: typer.Context, config_path: Path | None):
-    """The config, with --home/--db (when given) taking the place of the
-    FITHUB_HOME/FITHUB_DATABASE_URL variables."""
+def _load_config(ctx: typer.Context, config_path: Path | None, *, strict: bool = True):
+    """The config, with --home/--db (when given) overriding the file's hub.home and
+    hub.database. ``strict=False`` (``fithub run``): a section whose plugin fails to
+    load is skipped with a log line instead of stopping the hub."""
     import os
 
     from hub import config as hubconfig
 
     env = dict(os.environ)
     if ctx.obj.home_option:
-        env["FITHUB_HOME"] = ctx.obj.home_option
+        env["FITHUB_HUB__HOME"] = ctx.obj.home_option
     if ctx.obj.db_option:
-        env["FITHUB_DATABASE_URL"] = ctx.obj.db_option
+        env["FITHUB_HUB__DATABASE"] = ctx.obj.db_option
     try:
-        return hubconfig.load(config_path, env=env)
+        return hubconfig.load(config_path, env=env, skip_broken_plugins=not strict)
     except FithubError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)  # one problem per line, unwrapped
         raise typer.Exit(2) from None
 
 
@@ -574,7 +704,7 @@ def run(
     from hub import logs
     from hub.daemon import Daemon
 
-    cfg = _load_config(ctx, config)
+    cfg = _load_config(ctx, config, strict=False)
     logs.setup(cfg.hub.get("log_level", "info"), cfg.hub.get("log_format", "json"))
     import logging
 
@@ -628,7 +758,7 @@ def plugins_cmd(
     found = discover_all()
     enabled: dict[tuple[str, str], list[str]] = {}
     try:
-        cfg = _load_config(ctx, config)
+        cfg = _load_config(ctx, config, strict=False)
     except typer.Exit:
         cfg = None  # a broken config still lets the user see what is installed
     if cfg is not None:
@@ -653,3 +783,66 @@ def plugins_cmd(
     for r in rows:
         table.add_row(r["group"], r["name"], r["from"], r["enabled"], "ok" if r["loaded"] else f"failed: {r['error']}")
     out.print(table)
+
+
+# --------------------------------------------------------------------------- outbox
+
+outbox_app = typer.Typer(help="Events waiting for sinks and notifiers, and the dead-letter list.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    ctx: typer.Context,
+    dead: Annotated[bool, typer.Option("--dead", help="Only the dead letters (events given up on).")] = False,
+    consumer: Annotated[Optional[str], typer.Option("--consumer", help="Only this sink or notifier.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List events waiting for delivery (with their retry state), or with --dead the parked ones.
+
+    Example: fithub outbox list --dead
+    """
+    from hub.outbox import Outbox
+
+    box = Outbox(_store(ctx))
+    rows = box.dead(consumer) if dead else box.pending(consumer)
+    if as_json:
+        out.print(json.dumps([r.as_json() for r in rows], ensure_ascii=False), markup=False)
+        return
+    if not dead:
+        depth = {name: n for name, n in box.depth().items() if consumer in (None, name)}
+        waiting = ", ".join(f"{name} {n}" for name, n in depth.items()) or "no sinks or notifiers registered yet"
+        out.print(f"waiting: {waiting}", markup=False)
+    if not rows:
+        out.print("no dead letters" if dead else "nothing pending", markup=False)
+        return
+    table = Table("event", "consumer", "kind", "person", "attempts", "next try (UTC)" if not dead else "given up (UTC)",
+                  "last error", box=None)
+    for r in rows:
+        when = r.updated_at if dead else r.next_at
+        table.add_row(str(r.event_id), r.consumer, r.kind, r.person or "-", str(r.attempts),
+                      when.strftime("%Y-%m-%d %H:%M:%S"), r.last_error or "")
+    out.print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ctx: typer.Context,
+    event_ids: Annotated[Optional[list[int]], typer.Argument(help="Event ids from `fithub outbox list --dead`.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter (of --consumer, if given).")] = False,
+    consumer: Annotated[Optional[str], typer.Option("--consumer", help="Only this sink or notifier.")] = None,
+) -> None:
+    """Queue dead letters for delivery again, with a fresh retry budget. The running hub sends them.
+
+    Example: fithub outbox retry 41 42 --consumer phone   or   fithub outbox retry --all
+    """
+    from hub.outbox import Outbox
+
+    if bool(event_ids) == all_:
+        raise _fail("give event ids or --all (not both)")
+    box = Outbox(_store(ctx))
+    count = box.retry(None if all_ else list(event_ids), consumer=consumer)
+    if event_ids and count == 0:
+        raise _fail(f"no dead letter with event id {', '.join(map(str, event_ids))}"
+                    + (f" for {consumer}" if consumer else "") + " (see: fithub outbox list --dead)")
+    out.print(f"{_count(count, 'dead letter', 'dead letters')} queued for delivery again", markup=False)

@@ -28,7 +28,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from hub import sdnotify
 from hub.decoding import registry
-from hub.dedupe import MergePolicy
 from hub.model import DEFAULT_PERSON
 from hub.pipeline import ingest
 from hub.errors import FithubError
@@ -72,8 +71,7 @@ class Daemon:
         cfg = self.config
         home = Path(cfg.home)
         home.mkdir(parents=True, exist_ok=True)
-        policy = MergePolicy.from_dict(cfg.dedupe.get("policy") or {}) if cfg.dedupe.get("policy") else None
-        self.store = Store(cfg.database_url, home, policy=policy)
+        self.store = Store(cfg.database_url, home, policy=cfg.merge_policy)
         log.info("database %s, data in %s", self.store.safe_url, home)
         self.decoding = registry()
         hub = Hub(
@@ -102,11 +100,15 @@ class Daemon:
         return found
 
     def _load_plugins(self, hub: Hub) -> None:
+        for label, why in self.config.skipped.items():
+            self._skip(label, why)
         for group in ("sources", "sinks", "notifiers"):
             factories = self._factories(group)
             for name, section in getattr(self.config, group).items():
                 if not section.enabled:
                     log.info("%s %s is disabled in the config", group[:-1], name)
+                    continue
+                if f"{group}.{name}" in self.config.skipped:
                     continue
                 factory = factories.get(section.type)
                 label = f"{group}.{name}"
@@ -132,7 +134,7 @@ class Daemon:
         from hub.outbox import Outbox
 
         settings = dict(self.config.outbox)
-        self.outbox = Outbox(self.store, self.loaded.consumers, **_outbox_settings(settings))
+        self.outbox = Outbox(self.store, self.loaded.consumers, stopping=self.stopping, **_outbox_settings(settings))
         self.outbox.register()
 
     def _start_scheduler(self) -> None:

@@ -52,3 +52,6 @@ def setup(level: str = "info", fmt: str = "json", stream=None) -> None:
     # Libraries' chatter stays at warning unless asked for debug.
     for noisy in ("apscheduler", "httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+    # "skipped: maximum number of running instances reached" is the scheduler doing
+    # its job (a long import outlasting the poll interval), not a warning.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
