@@ -97,10 +97,11 @@ def _import_exports(store, paths: list[str], person: str, summary) -> list[str]:
     candidates = {p for p in paths if p.lower().endswith((".zip", ".xml")) and Path(p).is_file()}
     if not candidates:
         return paths  # no plugin discovery for plain files
-    from connectors.files import decoders, sniff
+    from hub.decoding import registry
     from hub.importer import claiming, import_path, read_head, stream_importers
 
     importers = stream_importers()
+    reg = registry()
     rest = []
     for given in paths:
         importer = claiming(importers, Path(given), read_head(Path(given))) if given in candidates else None
@@ -108,7 +109,8 @@ def _import_exports(store, paths: list[str], person: str, summary) -> list[str]:
             rest.append(given)
             continue
         result = import_path(
-            store, Path(given), name=given, person=person, source="file", decoders=decoders(), sniff=sniff, importers=[importer]
+            store, Path(given), name=given, person=person, source="file", decoders=reg.decoders, sniff=reg.sniff,
+            importers=[importer],
         )
         for outcome in result.outcomes:
             summary.add(outcome)
@@ -126,11 +128,12 @@ def import_(
 
     Example: fithub import ~/garmin/Activity ride.fit export.zip --person alice
     """
-    from connectors.files import decoders, sniff
+    from hub.decoding import registry
     from hub.inputs import count_inputs, iter_payloads
     from hub.pipeline import Summary, ingest_all
 
     store = _store(ctx)
+    reg = registry()
     summary = Summary()
     try:
         path = _import_exports(store, path, person, summary)
@@ -153,8 +156,8 @@ def import_(
             outcomes = ingest_all(
                 store,
                 iter_payloads(path),
-                decoders=decoders(),
-                sniff=sniff,
+                decoders=reg.decoders,
+                sniff=reg.sniff,
                 person=person,
                 on_file=lambda p: progress.update(task, advance=1, description=Path(p).name),
             )
@@ -512,11 +515,11 @@ def reprocess(
 
     Example: fithub reprocess
     """
-    from connectors.files import decoders
+    from hub.decoding import registry
     from hub.reprocess import reprocess_all
 
     try:
-        result = reprocess_all(_store(ctx), decoders())
+        result = reprocess_all(_store(ctx), registry().decoders)
     except FithubError as exc:
         raise _fail(str(exc)) from None
     if as_json:

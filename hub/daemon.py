@@ -76,7 +76,7 @@ class Daemon:
         self.decoding = registry()
         hub = Hub(
             store=self.store, home=home, stopping=self.stopping, import_bytes=self.import_bytes,
-            log=logging.getLogger("fithub"),
+            log=logging.getLogger("fithub"), default_person=cfg.hub.get("person") or DEFAULT_PERSON,
         )
         self.hub = hub
         self._load_plugins(hub)

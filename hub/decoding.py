@@ -2,7 +2,10 @@
 
 Built-in sniffing runs first (it knows FIT/GPX/TCX by content); a plugin decoder
 is asked only for bytes the built-ins do not recognise, so a plugin cannot take
-over a format by accident. Stream importers (whole exports) are kept apart: they
+over a format by accident. The exception is a decoder that declares
+``refines = "fit"`` (say): it specialises a built-in format (Garmin monitoring
+and sleep files are FIT files) and is asked first about bytes the built-in
+sniffer calls that format. Stream importers (whole exports) are kept apart: they
 get a path, not bytes.
 """
 
@@ -24,14 +27,19 @@ log = logging.getLogger("fithub.decoding")
 class Registry:
     decoders: dict[str, Callable] = field(default_factory=dict)
     plugin_sniffers: list[FileDecoder] = field(default_factory=list)
+    refiners: dict[str, list[FileDecoder]] = field(default_factory=dict)
     streams: list[StreamImporter] = field(default_factory=list)
 
     def sniff(self, name: str, data: bytes) -> str | None:
         found = builtin_sniff(name, data)
-        if found is not None:
-            return found
         head = data[:65536]
-        for plugin in self.plugin_sniffers:
+        if found is not None:
+            return self._first(self.refiners.get(found, []), name, head) or found
+        return self._first(self.plugin_sniffers, name, head)
+
+    @staticmethod
+    def _first(plugins: list[FileDecoder], name: str, head: bytes) -> str | None:
+        for plugin in plugins:
             try:
                 if plugin.sniff(name, head):
                     return plugin.format
@@ -52,7 +60,11 @@ def registry(*, plugins: bool = True) -> Registry:
             reg.streams.append(obj)
         elif isinstance(obj, FileDecoder):
             reg.decoders[obj.format] = obj.decode
-            reg.plugin_sniffers.append(obj)
+            refines = getattr(obj, "refines", None)
+            if refines:
+                reg.refiners.setdefault(refines, []).append(obj)
+            else:
+                reg.plugin_sniffers.append(obj)
         else:
             log.warning("decoder plugin %s (%s) is neither a FileDecoder nor a StreamImporter; skipped", name, info.value)
     return reg

@@ -238,6 +238,24 @@ MEASUREMENT_KINDS: dict[str, str] = {
     "hrv_sdnn_ms": "heart-rate variability, SDNN",
     "steps": "step count over the period ending at time",
     "sleep_s": "sleep duration",
+    # Garmin all-day monitoring and sleep FIT files (connectors/garmin).
+    "hr_bpm": "heart rate at time (all-day monitoring, not during a workout)",
+    "stress_score": "Garmin stress level at time, 0 (rest) to 100",
+    "steps_day_cumulative": "steps since local midnight up to time, as the device counts them (take the latest per day; never sum)",
+    "sleep_light_s": "light sleep in the sleep period ending at time",
+    "sleep_deep_s": "deep sleep in the sleep period ending at time",
+    "sleep_rem_s": "REM sleep in the sleep period ending at time",
+    "sleep_awake_s": "time awake in the sleep period ending at time",
+    # Apple Health (connectors/apple_health); the additive ones are deduplicated across sources.
+    "lean_mass_kg": "lean body mass",
+    "vo2max_ml_kg_min": "VO2max, mL/(kg*min)",
+    "spo2_pct": "blood oxygen saturation, percent",
+    "respiratory_rate_bpm": "respiratory rate, breaths per minute",
+    "distance_walking_running_m": "walking and running distance over the period ending at time",
+    "distance_cycling_m": "cycling distance over the period ending at time",
+    "active_energy_j": "active energy over the period ending at time",
+    "basal_energy_j": "basal (resting) energy over the period ending at time",
+    "flights_climbed": "flights of stairs climbed over the period ending at time",
 }
 
 

@@ -8,15 +8,19 @@ Order of precedence for each: the command-line option, then the environment
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 
-def data_home(option: str | None = None) -> Path:
+def data_home(option: str | None = None, env: Mapping[str, str] | None = None) -> Path:
+    # env: the environment to read (the config loader passes an injected one in tests).
+    env = os.environ if env is None else env
     if option:
         return Path(option).expanduser()
-    if os.environ.get("FITHUB_HOME"):
-        return Path(os.environ["FITHUB_HOME"]).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    if env.get("FITHUB_HOME"):
+        return Path(env["FITHUB_HOME"]).expanduser()
+    user_home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    xdg = env.get("XDG_DATA_HOME") or str(user_home / ".local" / "share")
     return Path(xdg) / "fithub"
 
 

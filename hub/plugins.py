@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .events import Event
-from .model import Decoded, Provenance
+from .model import DEFAULT_PERSON, Decoded, Provenance
 from .options import Option
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -158,6 +158,7 @@ class Hub:
     # import_bytes(data, name=..., source=..., person=...) -> pipeline Outcome
     import_bytes: Callable[..., Any] | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("fithub"))
+    default_person: str = DEFAULT_PERSON  # [hub] person: whose data a source's files are, unless it says
 
 
 # -- discovery ----------------------------------------------------------------

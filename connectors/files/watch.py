@@ -30,7 +30,7 @@ import stat
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from connectors.files import decoders, sniff
+from hub.decoding import registry
 from hub.errors import SourceUnavailable, StorageError
 from hub.importer import (
     PathResult,
@@ -93,7 +93,8 @@ class WatchFolder:
         self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
         self._proc = proc
         self._importers = importers  # None: discovered at the first poll
-        self._decoders = decoders()
+        # Built-in formats plus installed decoder plugins (e.g. Garmin monitoring files).
+        self._registry = registry()
         # Files handled in this run that stay where they are (keep mode): skipped
         # without asking the database while their size and mtime do not change.
         self._kept: dict[str, FileSig] = {}
@@ -192,8 +193,8 @@ class WatchFolder:
             name=rel,
             person=self.person,
             source=self.source,
-            decoders=self._decoders,
-            sniff=sniff,
+            decoders=self._registry.decoders,
+            sniff=self._registry.sniff,
             importers=[importer] if importer is not None else (),
             data=data,
             sha256=sha,
