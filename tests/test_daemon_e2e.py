@@ -186,3 +186,54 @@ settle_s = 0.2
     left = {p.name for p in files_under(inbox)}
     assert handled | left == {f.name for f in fits} and not handled & left
     assert db_counts(home / "fithub.db")["ingest_state"] == len(handled)
+
+
+def test_systemd_notify_ready_watchdog_and_stopping(tmp_path: Path) -> None:
+    """Under systemd (Type=notify): READY=1 once running, WATCHDOG=1 at half of
+    WatchdogSec, STOPPING=1 on SIGTERM; here against a real notify socket."""
+    import socket
+
+    home = tmp_path / "home"
+    cfg = write_config(home, "[http]\nport = 0\n")
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(30)
+    daemon = DaemonProcess(home, cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}).start()
+    try:
+        messages = [sock.recv(200).decode()]
+        assert messages[0].startswith("READY=1")
+        daemon.wait_ready()
+        messages += [sock.recv(200).decode() for _ in range(2)]
+        assert messages[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
+        code, took = daemon.terminate()
+        assert code == 0
+        rest = []
+        sock.settimeout(0.5)
+        try:
+            while True:
+                rest.append(sock.recv(200).decode())
+        except TimeoutError:
+            pass
+        assert "STOPPING=1" in rest
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+        sock.close()
+
+
+def test_the_service_unit_passes_systemd_analyze(tmp_path: Path) -> None:
+    import shutil
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    unit = (Path(__file__).resolve().parents[1] / "config" / "fithub.service").read_text()
+    assert "Type=notify" in unit and "WatchdogSec=" in unit and "StateDirectory=fithub" in unit
+    # Point ExecStart at the real installed command; everything else as shipped.
+    exe = fithub_cmd()[0]
+    local = tmp_path / "fithub.service"
+    local.write_text(unit.replace("/opt/fithub/.venv/bin/fithub", exe))
+    out = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True, timeout=60)
+    complaints = [l for l in (out.stdout + out.stderr).splitlines() if "fithub.service" in l]
+    assert complaints == [], complaints
