@@ -629,9 +629,6 @@ def measurements_priority(
         out.print(f"{rank}. {name}{'' if explicit else '  (default order)'}", markup=False)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
-
 
 # --------------------------------------------------------------------------- config
 
@@ -849,3 +846,7 @@ def outbox_retry(
         raise _fail(f"no dead letter with event id {', '.join(map(str, event_ids))}"
                     + (f" for {consumer}" if consumer else "") + " (see: fithub outbox list --dead)")
     out.print(f"{_count(count, 'dead letter', 'dead letters')} queued for delivery again", markup=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
