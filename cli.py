@@ -629,6 +629,57 @@ def measurements_priority(
         out.print(f"{rank}. {name}{'' if explicit else '  (default order)'}", markup=False)
 
 
+@measurements_app.command("unassigned")
+def measurements_unassigned(
+    ctx: typer.Context,
+    show_all: Annotated[bool, typer.Option("--all", help="Also the readings already assigned.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """Readings from shared devices (a bathroom scale) that no person's rule claimed.
+
+    Example: fithub measurements unassigned   (then: fithub measurements assign 3 4 --person alice)
+    """
+    from hub.storage import unassigned
+
+    try:
+        rows = unassigned.listing(_store(ctx).engine, include_assigned=show_all)
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        items = [{"id": u.id, "device": u.device, "time": u.time.isoformat(), "kind": u.kind, "value": u.value,
+                  "extra": u.extra, "source": u.source, "person": u.person} for u in rows]  # fmt: skip
+        out.print(json.dumps(items), markup=False)
+        return
+    table = Table(show_header=True)
+    for col in ("id", "time (UTC)", "device", "kind", "value", "extra", *(("person",) if show_all else ())):
+        table.add_column(col)
+    for u in rows:
+        extra = ", ".join(f"{k}={v:g}" for k, v in sorted(u.extra.items()))
+        table.add_row(str(u.id), u.time.strftime("%Y-%m-%d %H:%M:%S"), u.device, u.kind, f"{u.value:g}", extra,
+                      *((u.person or "",) if show_all else ()))  # fmt: skip
+    out.print(table)
+
+
+@measurements_app.command("assign")
+def measurements_assign(
+    ctx: typer.Context,
+    ids: Annotated[list[int], typer.Argument(help="Ids from `fithub measurements unassigned`.")],
+    person: Annotated[str, typer.Option("--person", "-p", help="Household member the readings belong to.")],
+) -> None:
+    """Give unassigned readings to a person: they become that person's measurements.
+
+    Example: fithub measurements assign 3 4 --person alice
+    """
+    from hub.storage import unassigned
+
+    try:
+        result = unassigned.assign(_store(ctx).engine, ids, person)
+    except (FithubError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"assigned to {person}: {len(result.assigned)}"
+              + (f", already theirs: {len(result.unchanged)}" if result.unchanged else ""), markup=False)
+
+
 
 # --------------------------------------------------------------------------- config
 
@@ -846,6 +897,97 @@ def outbox_retry(
         raise _fail(f"no dead letter with event id {', '.join(map(str, event_ids))}"
                     + (f" for {consumer}" if consumer else "") + " (see: fithub outbox list --dead)")
     out.print(f"{_count(count, 'dead letter', 'dead letters')} queued for delivery again", markup=False)
+
+
+# --------------------------------------------------------------------------- ble
+
+ble_app = typer.Typer(help="Bluetooth LE fitness sensors: find them, record a session.", no_args_is_help=True)
+app.add_typer(ble_app, name="ble")
+
+
+@ble_app.command("scan")
+def ble_scan(
+    seconds: Annotated[float, typer.Option("--seconds", help="How long to listen.")] = 8.0,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="BlueZ adapter, e.g. hci1.")] = None,
+    no_connect: Annotated[bool, typer.Option("--no-connect", help="Only listen; do not connect to read battery and measurements.")] = False,
+    all_devices: Annotated[bool, typer.Option("--all", help="Also list devices without a fitness service.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What is around: fitness services each device offers, signal strength (RSSI), battery.
+
+    Example: fithub ble scan --seconds 15
+    """
+    import asyncio
+    from dataclasses import asdict
+
+    from drivers.ble.commands import bleak_factory, scan_devices
+
+    try:
+        found = asyncio.run(scan_devices(bleak_factory(adapter), seconds, connect=not no_connect))
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+    shown = [f for f in found if all_devices or f.fitness]
+    if as_json:
+        out.print(json.dumps([asdict(f) | {"fitness": f.fitness} for f in shown], indent=2), markup=False)
+        return
+    table = Table("address", "name", "RSSI", "services", "measurements", "battery", "note")
+    for f in shown:
+        table.add_row(f.address, f.name or "-", "-" if f.rssi is None else f"{f.rssi} dBm", ", ".join(f.services) or "-",
+                      ", ".join(f.measurements) or "-", "-" if f.battery_pct is None else f"{f.battery_pct} %", f.error or "")
+    out.print(table)
+    hidden = len(found) - len(shown)
+    out.print(f"{_count(len(shown), 'fitness device', 'fitness devices')}"
+              + (f" ({hidden} other devices hidden; --all shows them)" if hidden else ""), markup=False)
+
+
+@ble_app.command("record")
+def ble_record(
+    ctx: typer.Context,
+    sensor: Annotated[Optional[list[str]], typer.Option("--sensor", help="Address (AA:BB:CC:DD:EE:FF) or service name "
+                      "(heart_rate, cycling_power, cycling_speed_cadence, running_speed_cadence, fitness_machine); "
+                      "repeat for several. Default: any strap, power meter, speed/cadence sensor, footpod and trainer.")] = None,
+    person: Annotated[str, typer.Option("--person", help="Household member the session belongs to.")] = DEFAULT_PERSON,
+    idle_gap: Annotated[float, typer.Option("--idle-gap", help="Seconds without activity that end the session.")] = 120.0,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="BlueZ adapter, e.g. hci1.")] = None,
+    circumference: Annotated[float, typer.Option("--circumference", help="Wheel circumference in metres.")] = 2.105,
+) -> None:
+    """Record one session in the foreground with a live line of values; Ctrl-C (or the idle gap) ends it
+    and stores it like any imported file (merged with the watch's copy of the same workout).
+
+    Example: fithub ble record --sensor heart_rate --sensor cycling_power --person alice
+    """
+    import asyncio
+
+    from drivers.ble.commands import bleak_factory, record_session
+    from drivers.ble.manager import ManagerSettings
+    from drivers.ble.recorder import pipeline_saver
+
+    sensors = sensor or ["heart_rate", "cycling_power", "cycling_speed_cadence", "running_speed_cadence", "fitness_machine"]
+    live = sys.stderr.isatty()
+
+    def show(line: str) -> None:
+        if live:
+            sys.stderr.write("\r\033[K" + line)
+            sys.stderr.flush()
+
+    try:
+        recorder = asyncio.run(record_session(
+            bleak_factory(adapter), sensors, pipeline_saver(_store(ctx)), person=person, idle_gap_s=idle_gap,
+            settings=ManagerSettings(circumference_m=circumference), show=show,
+        ))
+    except FithubError as exc:
+        raise _fail(str(exc)) from None
+    if live:
+        sys.stderr.write("\n")
+    if not recorder.results:
+        out.print("nothing recorded (no sensor sent any activity)", markup=False)
+        return
+    for result, outcome in recorder.results:
+        ids = getattr(outcome, "activity_ids", None) or getattr(outcome, "merged_ids", None) or []
+        what = f"activity {', '.join(map(str, ids))}" if ids else type(outcome).__name__.lower()
+        channels = ", ".join(f"{ch}: {addr}" for ch, addr in result.combined.sources.items())
+        out.print(f"stored {result.activity.sport} session of {_fmt_duration(result.activity.elapsed_s)} as {what} ({channels})",
+                  markup=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

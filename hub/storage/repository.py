@@ -178,6 +178,7 @@ class Store:
         activities: list[Activity],
         measurements: list[Measurement],
         ingest: IngestMark | None = None,
+        also=None,
     ) -> SaveResult:
         """Store one file and what was decoded from it, all or nothing.
 
@@ -190,7 +191,9 @@ class Store:
 
         The outbox events for the stored and merged workouts and measurements, and
         (with ``ingest``) the daemon's record of where the file was seen, commit in
-        the same transaction.
+        the same transaction. ``also(conn)``, when given, runs in that transaction
+        too, before the commit (e.g. the MQTT source marks the live samples an activity
+        was built from as done); whatever it raises rolls everything back.
         """
         check_sha256(sha256)
         received_at = require_utc(received_at, "received_at")
@@ -228,6 +231,8 @@ class Store:
                 append_events(conn, events)
                 if ingest is not None:
                     mark_ingest(conn, sha256, "stored", ingest)
+                if also is not None:
+                    also(conn)
                 self.archive.write(sha256, data)
         except _Duplicate:
             return SaveResult(duplicate=True, activity_ids=[])

@@ -325,3 +325,113 @@ source_state = sa.Table(
     sa.Column("errors_total", sa.BigInteger, nullable=False),
     sa.Column("items_total", sa.BigInteger, nullable=False),
 )
+
+# -- Apple Health and other bulk health records (migration 0004) -------------------------------------
+
+# A record's origin: app or device name, its version and the device description
+# (with the per-export object address removed). "" rather than NULL for unknown
+# parts, so the unique constraint can recognise a source again.
+health_sources = sa.Table(
+    "health_sources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("device", sa.Text, nullable=False),
+    sa.UniqueConstraint("name", "version", "device"),
+)
+
+# Every HealthKit record of every type, as exported (value and unit as given), plus
+# its canonical kind and SI value when fithub knows the type. ``identity`` (see
+# connectors.apple_health.records.identity) makes re-import and overlapping exports
+# add only what is new.
+health_records = sa.Table(
+    "health_records",
+    metadata,
+    sa.Column("id", _BIGID, primary_key=True),
+    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id"), nullable=False),
+    sa.Column("identity", sa.LargeBinary(16), nullable=False),
+    sa.Column("type", sa.Text, nullable=False),  # HealthKit type identifier
+    sa.Column("kind", sa.Text),  # fithub kind (hub.model.MEASUREMENT_KINDS) or NULL
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("health_sources.id"), nullable=False),
+    sa.Column("unit", sa.Text),
+    sa.Column("value", sa.Double),  # numeric value as exported
+    sa.Column("text_value", sa.Text),  # category value (sleep stage, ...) when not numeric
+    sa.Column("kind_value", sa.Double),  # value in the kind's unit
+    sa.Column("start_utc", UTCDateTime, nullable=False),
+    sa.Column("end_utc", UTCDateTime, nullable=False),
+    sa.Column("utc_offset_s", sa.Integer),  # local time = UTC + offset, as the phone recorded it
+    sa.Column("metadata", sa.Text),  # JSON object, NULL when there is none
+    sa.UniqueConstraint("person_id", "identity"),
+    sa.Index(None, "person_id", "kind", "start_utc"),
+)
+
+# Which source wins where additive records overlap (lower rank wins), per person.
+# Sources not listed rank by the default rule (watch, then phone, then the rest).
+health_source_priority = sa.Table(
+    "health_source_priority",
+    metadata,
+    sa.Column("person_id", sa.Integer, _fk("persons.id"), primary_key=True),
+    sa.Column("source_name", sa.Text, primary_key=True),
+    sa.Column("rank", sa.Integer, nullable=False),
+)
+
+# Committed progress of a streamed import, per person and export: an interrupted
+# import of the same export skips the records (in document order) already stored.
+health_imports = sa.Table(
+    "health_imports",
+    metadata,
+    sa.Column("person_id", sa.Integer, _fk("persons.id"), primary_key=True),
+    sa.Column("export_key", sa.Text, primary_key=True),  # ExportDate, locale and size of the main XML
+    sa.Column("records_done", sa.BigInteger, nullable=False),
+    sa.Column("finished", sa.Boolean, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# -- MQTT scale readings no rule could attribute (migration 0005) -----------------------------------
+
+# A reading from a shared device that matched no person's attribution rule (or
+# several). ``key`` is the message's idempotency key. Assigning sets person_id and
+# assigned_at and copies the value into measurements; the row stays so the key keeps
+# absorbing redeliveries. person_id IS NULL is the "unassigned" list.
+unassigned_readings = sa.Table(
+    "unassigned_readings",
+    metadata,
+    sa.Column("id", _BIGID, primary_key=True),
+    sa.Column("key", sa.Text, nullable=False, unique=True),
+    sa.Column("device", sa.Text, nullable=False),
+    sa.Column("time_utc", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # hub.model.MEASUREMENT_KINDS
+    sa.Column("value", sa.Double, nullable=False),
+    sa.Column("extra", sa.Text, nullable=False),  # JSON object, e.g. {"impedance_ohm": 503}
+    sa.Column("source", sa.Text, nullable=False),  # becomes measurements.source on assignment
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id")),
+    sa.Column("assigned_at", UTCDateTime),
+    sa.Index(None, "person_id", "time_utc"),
+)
+
+# -- MQTT live samples (migration 0006) ------------------------------------------------------------
+
+# A sample a device published over MQTT, committed before the message is
+# acknowledged. ``key`` is the reading's idempotency key (device + time + seq), so a
+# redelivered message adds nothing. The open rows of a device form its live session;
+# the finished session becomes an activity in the transaction that marks its rows
+# "done". Done rows stay until the broker can no longer redeliver their messages.
+live_samples = sa.Table(
+    "live_samples",
+    metadata,
+    sa.Column("id", _BIGID, primary_key=True),
+    sa.Column("key", sa.Text, nullable=False, unique=True),
+    sa.Column("source", sa.Text, nullable=False),  # the [sources.<name>] that received it
+    sa.Column("device", sa.Text, nullable=False),
+    sa.Column("time_utc", UTCDateTime, nullable=False),
+    sa.Column("channels", sa.Text, nullable=False),  # JSON object: hub.model channel name -> value
+    sa.Column("person", sa.Text),  # from the device map or the payload; NULL: the hub's default
+    sa.Column("sport", sa.Text),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),  # "open" | "done"
+    sa.CheckConstraint("state IN ('open', 'done')", name="ck_live_samples_state"),
+    sa.Index(None, "state", "device", "time_utc"),
+    sa.Index(None, "state", "received_at"),
+)
