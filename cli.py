@@ -108,10 +108,15 @@ def _import_exports(store, paths: list[str], person: str, summary) -> list[str]:
         if importer is None:
             rest.append(given)
             continue
-        result = import_path(
-            store, Path(given), name=given, person=person, source="file", decoders=reg.decoders, sniff=reg.sniff,
-            importers=[importer],
-        )
+        # A whole export (gigabytes): a progress bar by bytes read.
+        bar = Progress(TextColumn(f"importing {Path(given).name}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                       TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
+        with bar:
+            task = bar.add_task("", total=None)
+            result = import_path(
+                store, Path(given), name=given, person=person, source="file", decoders=reg.decoders, sniff=reg.sniff,
+                importers=[importer], progress=lambda done, total: bar.update(task, completed=done, total=total or None),
+            )
         for outcome in result.outcomes:
             summary.add(outcome)
     return rest
@@ -120,11 +125,13 @@ def _import_exports(store, paths: list[str], person: str, summary) -> list[str]:
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    path: Annotated[list[str], typer.Argument(help="Files, folders (searched recursively), .zip or .gz archives.")],
+    path: Annotated[list[str], typer.Argument(help="Files, folders (searched recursively), .zip or .gz archives, "
+                                              "an Apple Health export.zip/export.xml, a Garmin Connect account export.")],
     person: Annotated[str, typer.Option("--person", "-p", help="Household member the files belong to.")] = DEFAULT_PERSON,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
 ) -> None:
-    """Import activity files (FIT, GPX, TCX). Importing the same bytes again adds nothing.
+    """Import activity files (FIT, GPX, TCX, Garmin Connect JSON, Garmin monitoring/sleep FIT) and whole exports
+    (Apple Health, Garmin Connect). Importing the same bytes again adds nothing; a newer export adds only what is new.
 
     Example: fithub import ~/garmin/Activity ride.fit export.zip --person alice
     """

@@ -115,6 +115,7 @@ def import_path(
     data: bytes | None = None,
     sha256: str | None = None,
     mark: IngestMark | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PathResult:
     """Import ``path``, naming it ``name`` in outcomes and the database.
 
@@ -129,7 +130,7 @@ def import_path(
     head = data[:HEAD_BYTES] if data is not None else read_head(path)
     importer = claiming(importers, path, head)
     if importer is not None:
-        return _stream(importer, store, path, name=name, person=person, source=source, sha256=sha256)
+        return _stream(importer, store, path, name=name, person=person, source=source, sha256=sha256, progress=progress)
 
     kwargs = dict(decoders=decoders, sniff=sniff, person=person, source=source)
     plain = data is not None and not _is_container(path, head)
@@ -167,9 +168,10 @@ def _decide(outcomes: list[Outcome], *, recorded: bool) -> PathResult:
     return PathResult(outcomes, "rejected", f"nothing usable in {len(outcomes)} members: {reasons}")
 
 
-def _stream(importer: StreamImporter, store, path: Path, *, name: str, person: str, source: str, sha256: str | None) -> PathResult:
+def _stream(importer: StreamImporter, store, path: Path, *, name: str, person: str, source: str, sha256: str | None,
+            progress: Callable[[int, int], None] | None = None) -> PathResult:
     try:
-        report = importer.import_path(path, store, person=person, source=source)
+        report = importer.import_path(path, store, person=person, source=source, progress=progress)
     except DecodeError as exc:
         return PathResult([Rejected(name, str(exc.why))], "rejected", f"{importer.format}: {exc.why}")
     sha = sha256 or ""
