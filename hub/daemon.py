@@ -288,6 +288,13 @@ class Daemon:
             drained = self._inflight_cv.wait_for(lambda: self._inflight == 0, timeout=max(0.0, deadline - time.monotonic()))
         if self.http is not None:
             self.http.stop()
+        for name, consumer in self.loaded.consumers.items():
+            close = getattr(consumer, "close", None)  # e.g. the MQTT notifier says "offline" cleanly
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:
+                    log.warning("%s did not close cleanly: %s", name, exc)
         if not drained:
             # Whatever is still running holds at most an uncommitted transaction,
             # which the database discards: exiting now loses nothing.
