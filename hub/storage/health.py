@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -39,6 +40,12 @@ from hub.storage.schema import (
 
 RECORD_COLUMNS = ("person_id", "identity", "type", "kind", "source_id", "unit", "value", "text_value",
                   "kind_value", "start_utc", "end_utc", "utc_offset_s", "metadata")
+
+
+# SQLite page cache (KB) of the connection that writes an import: the upper levels of
+# the records' key tree and the pages being filled stay in memory. Counted against
+# the import's 150 MB memory bound.
+BULK_CACHE_KB = 32 * 1024
 
 
 def _insert(conn: sa.Connection, table: sa.Table):
@@ -113,32 +120,64 @@ class RecordWriter:
         """Insert ``records`` (tuples in :data:`RECORD_COLUMNS` order, times already
         bound with :func:`utc_text`), the point measurements, and the checkpoint, in one
         transaction. Returns how many records were new."""
-        points = list(points)
         with self.engine.connect() as conn:
-            with conn.execution_options(**{WRITE: True}).begin():
-                new = 0
-                if records and self.dialect == "postgresql":
-                    new = self._copy_in(conn, records)
-                elif records:
-                    result = conn.exec_driver_sql(self._sql, list(records))
-                    new = max(result.rowcount, 0)
-                if new:
-                    # In the batch's transaction, like every event: at least once per stored batch.
-                    append_events(conn, [Event(
-                        kind=MEASUREMENT_STORED,
-                        key=f"{MEASUREMENT_STORED}:{self.person}:health:{export_key}:{done}",
-                        person=self.person,
-                        payload={"source": "apple_health", "export": export_key, "count": new,
-                                 "kinds": sorted({r[3] for r in records if r[3]})},
-                    )])
-                if points:
-                    conn.execute(
-                        _insert(conn, measurements).on_conflict_do_nothing(
-                            index_elements=["person_id", "kind", "time_utc", "source"]
-                        ),
-                        [rows.measurement_row(m, person_id=self.person_id, file_sha256=None) for m in points],
-                    )
-                self._save_checkpoint(conn, export_key, done, finished)
+            return self._write(conn, records, points, export_key=export_key, done=done, finished=finished)
+
+    @contextmanager
+    def bulk(self) -> Iterator[Callable[..., int]]:
+        """A ``write`` bound to one connection held for a whole import.
+
+        On SQLite that connection runs with ``synchronous=NORMAL`` and a larger page
+        cache while it is held. In WAL mode NORMAL still leaves a consistent database
+        after a crash or power cut; only the last few commits may be lost, and the
+        import's checkpoint (committed with each batch) makes a re-run redo exactly
+        those. Both settings are put back before the connection returns to the pool.
+        """
+        with self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection if self.dialect == "sqlite" else None
+            if raw is not None:
+                before = [raw.execute(f"PRAGMA {name}").fetchone()[0] for name in ("synchronous", "cache_size")]
+                raw.execute("PRAGMA synchronous=NORMAL")
+                raw.execute(f"PRAGMA cache_size={-BULK_CACHE_KB}")
+            try:
+                yield lambda records, points, **kw: self._write(conn, records, points, **kw)
+            finally:
+                if raw is not None:
+                    raw.execute(f"PRAGMA synchronous={before[0]}")
+                    raw.execute(f"PRAGMA cache_size={before[1]}")
+
+    def _write(self, conn: sa.Connection, records: Sequence[tuple], points: Iterable[Measurement], *,
+               export_key: str, done: int, finished: bool = False) -> int:
+        points = list(points)
+        with conn.execution_options(**{WRITE: True}).begin():
+            new = 0
+            if records and self.dialect == "postgresql":
+                new = self._copy_in(conn, records)
+            elif records:
+                # The raw cursor: SQLAlchemy's executemany would wrap every row first.
+                cursor = conn.connection.dbapi_connection.cursor()
+                try:
+                    cursor.executemany(self._sql, records)
+                    new = max(cursor.rowcount, 0)
+                finally:
+                    cursor.close()
+            if new:
+                # In the batch's transaction, like every event: at least once per stored batch.
+                append_events(conn, [Event(
+                    kind=MEASUREMENT_STORED,
+                    key=f"{MEASUREMENT_STORED}:{self.person}:health:{export_key}:{done}",
+                    person=self.person,
+                    payload={"source": "apple_health", "export": export_key, "count": new,
+                             "kinds": sorted({r[3] for r in records if r[3]})},
+                )])
+            if points:
+                conn.execute(
+                    _insert(conn, measurements).on_conflict_do_nothing(
+                        index_elements=["person_id", "kind", "time_utc", "source"]
+                    ),
+                    [rows.measurement_row(m, person_id=self.person_id, file_sha256=None) for m in points],
+                )
+            self._save_checkpoint(conn, export_key, done, finished)
         return new
 
     def _copy_in(self, conn: sa.Connection, records: Sequence[tuple]) -> int:
@@ -178,6 +217,14 @@ class RecordWriter:
 # -- reading --------------------------------------------------------------------------------------------
 
 
+def key_hour(t: datetime) -> bytes:
+    """The first 4 bytes of the identity of a record starting in the UTC hour of ``t``:
+    ``YYYYMMDDHH`` as a big-endian number, so byte order is time order and an hour
+    range is a range of the records' primary key."""
+    t = t.astimezone(timezone.utc)
+    return ((t.year * 1_000_000 + t.month * 10_000 + t.day * 100 + t.hour) & 0xFFFFFFFF).to_bytes(4, "big")
+
+
 def samples_between(engine: sa.Engine, person_id_: int, kind: str, start: datetime, end: datetime) -> list[tuple[datetime, float, str]]:
     """(time, value in the kind's unit, source name) of point records of ``kind`` in [start, end]."""
     query = (
@@ -185,6 +232,9 @@ def samples_between(engine: sa.Engine, person_id_: int, kind: str, start: dateti
         .join(health_sources, health_sources.c.id == health_records.c.source_id)
         .where(
             health_records.c.person_id == person_id_,
+            # The key range of the hours concerned (see key_hour); the columns decide exactly.
+            health_records.c.identity >= key_hour(start),
+            health_records.c.identity < key_hour(end + timedelta(hours=1)),
             health_records.c.kind == kind,
             health_records.c.start_utc >= start,
             health_records.c.start_utc <= end,
@@ -286,7 +336,10 @@ def daily_totals(engine: sa.Engine, person: str, kind: str, first: date | None =
         if first is not None:
             query = query.where(health_records.c.end_utc >= datetime.combine(first, datetime.min.time(), timezone.utc) - timedelta(hours=15))
         if last is not None:
-            query = query.where(health_records.c.start_utc < datetime.combine(last, datetime.min.time(), timezone.utc) + timedelta(hours=39))
+            # On a whole hour, so the key bound (see key_hour) is exact; the lower bound
+            # stays on end_utc alone: a record may start long before it ends.
+            bound = datetime.combine(last, datetime.min.time(), timezone.utc) + timedelta(hours=39)
+            query = query.where(health_records.c.identity < key_hour(bound), health_records.c.start_utc < bound)
         pieces = [
             Piece(s.timestamp(), e.timestamp(), float(v), int(off or 0), rank_of.get(name, 10_000))
             for s, e, v, off, name in conn.execute(query)
@@ -368,5 +421,5 @@ def metadata_json(entries: dict[str, str] | None) -> str | None:
     return json.dumps(entries, ensure_ascii=False, sort_keys=True) if entries else None
 
 
-__all__ = ["RECORD_COLUMNS", "Piece", "RecordWriter", "count_records", "daily_totals", "default_rank",
+__all__ = ["RECORD_COLUMNS", "Piece", "RecordWriter", "count_records", "daily_totals", "default_rank", "key_hour",
            "person_id", "priorities", "resolve_daily", "samples_between", "set_priority", "utc_text"]

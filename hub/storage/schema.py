@@ -344,13 +344,15 @@ health_sources = sa.Table(
 # Every HealthKit record of every type, as exported (value and unit as given), plus
 # its canonical kind and SI value when fithub knows the type. ``identity`` (see
 # connectors.apple_health.records.identity) makes re-import and overlapping exports
-# add only what is new.
+# add only what is new. It is also the whole key: its first 4 bytes are the UTC
+# hour of the start, so a time range is a key range (workout HR, daily totals) and
+# no second index has to be kept up to date on every one of millions of inserts.
+# On SQLite the rows live in that key's B-tree (WITHOUT ROWID): one tree per insert.
 health_records = sa.Table(
     "health_records",
     metadata,
-    sa.Column("id", _BIGID, primary_key=True),
-    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id"), nullable=False),
-    sa.Column("identity", sa.LargeBinary(16), nullable=False),
+    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id"), primary_key=True),
+    sa.Column("identity", sa.LargeBinary(16), primary_key=True),
     sa.Column("type", sa.Text, nullable=False),  # HealthKit type identifier
     sa.Column("kind", sa.Text),  # fithub kind (hub.model.MEASUREMENT_KINDS) or NULL
     sa.Column("source_id", sa.Integer, sa.ForeignKey("health_sources.id"), nullable=False),
@@ -362,8 +364,7 @@ health_records = sa.Table(
     sa.Column("end_utc", UTCDateTime, nullable=False),
     sa.Column("utc_offset_s", sa.Integer),  # local time = UTC + offset, as the phone recorded it
     sa.Column("metadata", sa.Text),  # JSON object, NULL when there is none
-    sa.UniqueConstraint("person_id", "identity"),
-    sa.Index(None, "person_id", "kind", "start_utc"),
+    sqlite_with_rowid=False,
 )
 
 # Which source wins where additive records overlap (lower rank wins), per person.

@@ -24,7 +24,6 @@ branch_labels = None
 depends_on = None
 
 UTC = sa.DateTime(timezone=True)
-BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
@@ -39,7 +38,6 @@ def upgrade() -> None:
     )
     op.create_table(
         "health_records",
-        sa.Column("id", BIGID, nullable=False),
         sa.Column("person_id", sa.Integer(), nullable=False),
         sa.Column("identity", sa.LargeBinary(16), nullable=False),
         sa.Column("type", sa.Text(), nullable=False),
@@ -53,12 +51,13 @@ def upgrade() -> None:
         sa.Column("end_utc", UTC, nullable=False),
         sa.Column("utc_offset_s", sa.Integer(), nullable=True),
         sa.Column("metadata", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_health_records"),
+        # The identity starts with the UTC hour of the record's start: the key is also the
+        # time index (see schema.py), and SQLite keeps the rows in it (WITHOUT ROWID).
+        sa.PrimaryKeyConstraint("person_id", "identity", name="pk_health_records"),
         sa.ForeignKeyConstraint(["person_id"], ["persons.id"], name="fk_health_records_person_id_persons"),
         sa.ForeignKeyConstraint(["source_id"], ["health_sources.id"], name="fk_health_records_source_id_health_sources"),
-        sa.UniqueConstraint("person_id", "identity", name="uq_health_records_person_id_identity"),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_health_records_person_id_kind_start_utc", "health_records", ["person_id", "kind", "start_utc"])
     op.create_table(
         "health_source_priority",
         sa.Column("person_id", sa.Integer(), nullable=False),
