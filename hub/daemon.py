@@ -33,7 +33,7 @@ from hub.pipeline import ingest
 from hub.errors import FithubError
 from hub.httpd import StatusServer
 from hub.plugins import GROUPS, Hub, PollingSource, PushSource, discover
-from hub.scheduling import SourceRunner
+from hub.scheduling import SourceRunner, record_push_health
 from hub.status import prometheus, snapshot
 from hub.storage.repository import Store
 
@@ -163,11 +163,26 @@ class Daemon:
                 self._tracked(runner), "interval", seconds=interval, id=f"source:{name}", name=f"source {name}",
                 next_run_time=_now(),
             )
+        if any(callable(getattr(s, "health", None)) for s in self.loaded.sources.values()):
+            self.scheduler.add_job(
+                self._tracked(self._record_push_health), "interval", seconds=5, id="push-health",
+                name="push source health", next_run_time=_now(),
+            )
         self.scheduler.add_job(
             self._tracked(self._dispatch), "interval", seconds=float(self.config.outbox.get("interval_s", 1.0)),
             id="outbox", name="outbox", next_run_time=_now(),
         )
         self.scheduler.start()
+
+    def _record_push_health(self) -> None:
+        for name, source in self.loaded.sources.items():
+            health = getattr(source, "health", None)
+            if isinstance(source, PollingSource) or not callable(health):
+                continue
+            try:
+                record_push_health(self.store.engine, name, self.config.sources[name].type, health())
+            except Exception as exc:  # a report is nice to have; never worth stopping for
+                log.debug("could not record the health of %s: %s", name, exc)
 
     def _dispatch(self) -> None:
         try:

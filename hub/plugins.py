@@ -80,6 +80,18 @@ class PushSource(Protocol):
     def stop(self, timeout_s: float) -> None: ...
 
 
+@dataclass(frozen=True)
+class SourceHealthReport:
+    """What a push source may report through an optional ``health()`` method; the
+    daemon records it every few seconds for ``fithub status`` and ``/metrics``.
+    ``items`` and ``errors`` count since the source started."""
+
+    ok: bool
+    items: int = 0
+    errors: int = 0
+    error: str | None = None  # why it is not ok
+
+
 @runtime_checkable
 class EventConsumer(Protocol):
     """A sink or notifier. ``deliver`` returns when the event is handled; it raises

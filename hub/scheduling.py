@@ -131,3 +131,29 @@ def _upsert_state(conn, name, kind, attempt, success, error, failures, failed, i
     if success is not None:
         update["last_success_at"] = stmt.excluded.last_success_at
     conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=update))
+
+
+def record_push_health(engine: sa.Engine, name: str, kind: str, report) -> None:
+    """Write a push source's own report (:class:`hub.plugins.SourceHealthReport`)
+    to ``source_state``. Its counters are the running process's, so they restart
+    from zero with the daemon, as Prometheus counters may."""
+    now = datetime.now(timezone.utc)
+    dialect = pg_dialect if engine.dialect.name == "postgresql" else sqlite_dialect
+    values = {
+        "name": name,
+        "kind": kind,
+        "last_attempt_at": now,
+        "last_success_at": now if report.ok else None,
+        "last_error": None if report.ok else (report.error or "not ok"),
+        "failures": 0 if report.ok else 1,
+        "errors_total": int(report.errors),
+        "items_total": int(report.items),
+    }
+    stmt = dialect.insert(source_state).values(**values)
+    update = {k: stmt.excluded[k] for k in values if k not in ("name", "last_success_at")}
+    if report.ok:
+        update["last_success_at"] = stmt.excluded.last_success_at
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE: True})
+        with conn.begin():
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=update))

@@ -237,3 +237,57 @@ def test_the_service_unit_passes_systemd_analyze(tmp_path: Path) -> None:
     out = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True, timeout=60)
     complaints = [l for l in (out.stdout + out.stderr).splitlines() if "fithub.service" in l]
     assert complaints == [], complaints
+
+
+def test_push_source_health_reaches_status_and_metrics(tmp_path: Path) -> None:
+    """A push source (MQTT, on the real broker) reports its own health: connected,
+    messages committed, malformed payloads; `fithub status` and /metrics show it."""
+    import uuid
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    home = tmp_path / "home"
+    prefix = f"fithub-test-{uuid.uuid4().hex[:8]}"
+    cfg = write_config(home, f"""
+[http]
+port = 0
+[sources.inbox]
+enabled = false
+[sources.bus]
+type = "mqtt"
+subscriptions = {{ "{prefix}/+/samples" = "fithub" }}
+session_expiry_s = 60
+""")
+    daemon = DaemonProcess(home, cfg).start()
+    try:
+        port = daemon.wait_ready()
+        wait_for(lambda: json.loads(_get(port, "/healthz")[1])["sources"].get("bus") == "ok", 30,
+                 "the MQTT source to report itself connected", daemon)
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", 1883)
+        pub.loop_start()
+        now = time.time()
+        for i in range(5):
+            pub.publish(f"{prefix}/strap1/samples", json.dumps({"v": 1, "t": now + i, "seq": i, "hr": 120 + i}), qos=1).wait_for_publish(5)
+        pub.publish(f"{prefix}/strap1/samples", b"{not json", qos=1).wait_for_publish(5)
+        pub.loop_stop()
+        pub.disconnect()
+
+        def metric(name: str) -> float | None:
+            for line in _get(port, "/metrics")[1].decode().splitlines():
+                if line.startswith(f'{name}{{source="bus"}}'):
+                    return float(line.rsplit(" ", 1)[1])
+            return None
+
+        wait_for(lambda: metric("fithub_source_errors_total") == 1, 30, "the malformed payload to be counted", daemon)
+        assert metric("fithub_source_up") == 1
+        out = subprocess.run([*fithub_cmd(), "status", "--json"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "FITHUB_HOME": str(home)})
+        bus = next(s for s in json.loads(out.stdout)["sources"] if s["name"] == "bus")
+        assert bus["ok"] and bus["kind"] == "mqtt" and bus["items_total"] == 5 and bus["errors_total"] == 1
+        code, _ = daemon.terminate()
+        assert code == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()

@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from hub.errors import ConfigError
 from hub.options import Option
 from hub.pipeline import Imported, Rejected
-from hub.plugins import Hub
+from hub.plugins import Hub, SourceHealthReport
 
 from . import profiles
 from .profiles_common import ProfileOptions
@@ -152,6 +152,17 @@ class MqttSource:
     @property
     def stats(self):
         return self.ingestor.stats
+
+    def health(self) -> SourceHealthReport:
+        """For ``fithub status`` and ``/metrics`` (the daemon records it periodically)."""
+        st = self.stats
+        connected = self.broker.connected.is_set()
+        return SourceHealthReport(
+            ok=connected,
+            items=st.samples_new + st.measurements_new + st.unassigned_new + st.activities,  # new rows stored
+            errors=st.payload_errors + st.db_failures,
+            error=None if connected else f"not connected to {self.broker.settings.host}:{self.broker.settings.port}",
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
