@@ -13,10 +13,17 @@ and measurements. This module decides what a file *is*:
   :class:`DecodeError` naming the file, the position and the reason.
 * Any exception from the reading library, whatever its type, is mapped to
   :class:`DecodeError` here, at the boundary.
+
+Two scanners give the same :class:`Scan`: :mod:`fit_fast` (compiled definitions,
+many times faster) reads every file, damaged ones included, unless it meets what it
+does not imitate: then it raises its :class:`FastUnsupported` and the file goes to
+:mod:`fit_scan` (fitdecode), the reference. :data:`FALLBACKS` counts why.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 
 from fitdecode.exceptions import FitEOFError, FitHeaderError
@@ -25,6 +32,7 @@ from hub.errors import DecodeError
 from hub.model import Decoded, Provenance
 
 from .fit_build import UndatableError, build_activities, build_measurements
+from .fit_fast import FastUnsupported, scan_fit_fast
 from .fit_scan import FIT_HEADER_MAGIC, Scan, describe_error, scan_fit
 
 # What each non-activity FIT file type holds, for the rejection message.
@@ -47,21 +55,30 @@ NOT_ACTIVITY_TYPES: dict[str, str] = {
     "exd_configuration": "a data-screen configuration",
 }
 
+# Files handed to fitdecode by the fast scanner, by reason (for tests and benchmarks;
+# a count only, nothing reads it to decide anything).
+FALLBACKS: Counter[str] = Counter()
+
 # Fewer records than this, with no session to describe them, is not a recording.
 MIN_RECORDS = 2
 
 
 def decode_fit(data: bytes, origin: Provenance) -> Decoded:
     """Decode one FIT file (possibly several chained FIT segments)."""
+    return decode_fit_with(data, origin, scan_fast_or_reference)
+
+
+def decode_fit_with(data: bytes, origin: Provenance, scanner: Callable[[bytes], Scan]) -> Decoded:
+    """:func:`decode_fit` with a chosen scanner (tests and benchmarks compare the two)."""
     try:
-        return _decode(data, origin)
+        return _decode(data, origin, scanner)
     except DecodeError:
         raise
     except Exception as exc:  # noqa: BLE001 - the boundary: nothing foreign escapes
         raise DecodeError(origin.name, f"cannot decode FIT data ({type(exc).__name__}: {exc})") from exc
 
 
-def _decode(data: bytes, origin: Provenance) -> Decoded:
+def _decode(data: bytes, origin: Provenance, scanner: Callable[[bytes], Scan]) -> Decoded:
     name = origin.name
     if not data:
         raise DecodeError(name, "empty file", "byte 0")
@@ -70,7 +87,7 @@ def _decode(data: bytes, origin: Provenance) -> Decoded:
     if len(data) < data[0]:
         raise DecodeError(name, "truncated FIT header", "byte 0")
 
-    scan = scan_fit(data)
+    scan = scanner(data)
     warnings = _defects(scan)
     stopped = scan.error is not None and not _trailing_junk(scan)
 
@@ -110,6 +127,15 @@ def _decode(data: bytes, origin: Provenance) -> Decoded:
     return Decoded(activities=activities, warnings=warnings)
 
 
+def scan_fast_or_reference(data: bytes) -> Scan:
+    """The fast scan, or fitdecode's when the fast scanner does not support the file."""
+    try:
+        return scan_fit_fast(data)
+    except FastUnsupported as exc:
+        FALLBACKS[exc.reason] += 1
+        return scan_fit(data)
+
+
 def _trailing_junk(scan: Scan) -> bool:
     """Garbage after a complete FIT segment (padding, a partial copy): harmless."""
     return isinstance(scan.error, FitHeaderError) and scan.complete_segments >= 1
@@ -147,4 +173,4 @@ def _refuse(scan: Scan, name: str | None) -> None:
     raise DecodeError(name, describe_error(scan.error), _where(scan)) from scan.error
 
 
-__all__ = ["decode_fit", "NOT_ACTIVITY_TYPES"]
+__all__ = ["decode_fit", "decode_fit_with", "scan_fast_or_reference", "NOT_ACTIVITY_TYPES", "FALLBACKS"]

@@ -5,11 +5,16 @@ definitions recur in every file a device writes, so each one is compiled once an
 cached by its bytes across files. A layout says how every later data message of that
 definition is read:
 
-* ``FAST_RECORD``: a record message whose wanted fields are plain scalars. One
-  ``struct`` call unpacks just those fields (the rest are pad bytes) into a tuple;
-  the tuples are turned into columns once per file, by :attr:`Layout.plan`.
+* ``FAST_RECORD``: a record message whose wanted fields are plain values. The
+  scanner only copies its bytes; the wanted fields are cut out as columns, for all
+  messages of the layout at once, at the end (:attr:`Layout.columns`, :attr:`Layout.plan`).
 * ``SKIP``: a message the scan does not keep, and whose decoding cannot fail in
   fitdecode: nothing is read (except its timestamp, when times must be tracked).
+* ``FAST_HRV``: an hrv message (beat-to-beat intervals, one per heartbeat in some
+  files): its ``time`` values are unpacked in one call and scaled once per file.
+* ``FAST_HR``: an HR message (swim straps upload them in bulk). The scan keeps
+  nothing of it; only what it does to the reader's state (and whether fitdecode
+  would fail on it) is worked out, by :attr:`Layout.hr_ops`.
 * ``GENERIC``: everything else (summaries, developer-field descriptions, arrays,
   accumulated components, subfields...). Read field by field exactly as fitdecode
   does, by :mod:`fit_fast_message`.
@@ -17,8 +22,8 @@ definition is read:
 The field sizes are fitdecode's: a field whose size is not a multiple of its base
 type is read as bytes, and a developer field reads ``size // base size`` values (so
 it can leave bytes unread). A field that reads no byte at all makes fitdecode fail
-on every data message of that definition; such a layout is "poisoned" and the fast
-scanner hands the file to fitdecode.
+on every data message of that definition; such a layout is "poisoned", and the fast
+scanner stops on its first data message with fitdecode's error.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from .fit_profile import (
     BASE_TYPE_BYTE,
     BASE_TYPES,
     BYTE_ID,
+    FIELD_NUM_HR_EVENT_TIMESTAMP,
+    FIELD_NUM_HR_EVENT_TIMESTAMP_12,
     FIELD_NUM_TIMESTAMP,
     MESG_NUM_DEVELOPER_DATA_ID,
     MESG_NUM_FIELD_DESCRIPTION,
@@ -46,6 +53,13 @@ from .fit_scan import KEPT_MESSAGES, MESG_HRV, MESG_RECORD, RECORD_FIELDS
 FAST_RECORD = 0
 SKIP = 1
 GENERIC = 2
+FAST_HRV = 3
+FAST_HR = 4
+
+# What an HR message does to the reader's state, field by field (FAST_HR).
+HR_TIMESTAMP = 0  # a 253 field: the time base of what follows
+HR_START = 1  # event_timestamp: HR events count from the last timestamp
+HR_EVENTS = 2  # event_timestamp_12: needs that start (fitdecode asserts it)
 
 # Messages whose content the scan uses (or whose decoding changes the reader's state).
 OUTPUT_MESSAGES = frozenset({MESG_RECORD, MESG_HRV, MESG_NUM_HR, MESG_NUM_DEVELOPER_DATA_ID, MESG_NUM_FIELD_DESCRIPTION, *KEPT_MESSAGES})
@@ -62,8 +76,13 @@ class Spec:
     base_type: Any
     offset: int  # within the message payload (after the 1-byte record header)
     count: int  # values read (0: fitdecode fails on it)
-    unpack: Callable[..., tuple[Any, ...]] | None
     is_dev: bool
+
+
+SCALAR = 0  # one number; its invalid sentinel drops it
+ARRAY = 1  # a tuple of numbers, each parsed on its own (a tuple is never dropped)
+BYTES = 2  # a byte array: dropped when all 0xFF
+STRING = 3  # a string: dropped when empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +94,15 @@ class Emit:
     """
 
     target: Any
-    slot: int  # index into the unpacked tuple
+    slot: int  # index into the layout's sub-columns
     invalid: Any  # the parent's invalid sentinel (an int or NAN)
     scale: float | None
     offset: float | None
     shift: int | None = None  # set for a component
     mask: int | None = None
+    form: int = SCALAR
+    width: int = 1  # slots the value spans in the unpacked tuple
+    parse: Callable[[Any], Any] | None = None  # fitdecode's parser, for non-scalar forms
 
 
 @dataclass(slots=True)
@@ -96,12 +118,29 @@ class Layout:
     accumulators: tuple[int, ...] = ()  # component numbers whose accumulation restarts here
     # FAST_RECORD
     unpack: Callable[..., tuple[Any, ...]] | None = None
+    columns: tuple[tuple[int, str, int], ...] = ()  # (offset in message, format, size)
     plan: tuple[Emit, ...] = ()
-    ts_slot: int = -1  # slot of the timestamp in the unpacked tuple
+    ts_slot: int = -1  # sub-column of the timestamp
+    # (slot, width, invalid): fields whose components only the field-by-field decode
+    # can expand (accumulated running totals, byte arrays). Usually the device writes
+    # them invalid, and then they give nothing: the scanner checks that they are, or
+    # reads the file again decoding such records one by one.
+    guards: tuple[tuple[int, int, Any], ...] = ()
     # SKIP: where the timestamp is, for tracking the compressed-timestamp base
     ts_unpack: Callable[..., tuple[Any, ...]] | None = None
     ts_offset: int = 0
     ts_invalid: Any = None
+    # FAST_HRV: the time field (scale) and its invalid sentinel
+    hrv_field: Any = None
+    hrv_invalid: Any = None
+    hrv_single: bool = True
+    # FAST_HR: (operation, offset in message, size or sentinel, unpack) in field order
+    hr_ops: tuple[tuple[int, int, Any, Any], ...] = ()
+    # GENERIC: the fields decoded (all, except in a record those nobody reads), and
+    # their raw values (None when invalid) read with one struct call
+    decode_specs: tuple[Spec, ...] = ()
+    read_raws: Callable[[Any, int], list[Any]] | None = None
+    positions: dict[int, tuple[int, ...]] | None = None  # field number -> indexes in decode_specs
 
     @property
     def all_specs(self) -> tuple[Spec, ...]:
@@ -132,10 +171,13 @@ def resolve_base_type(base_type_num: int, size: int) -> Any:
     return base
 
 
-def _spec(field: Any, def_num: int, base: Any, size: int, offset: int, endian: str, is_dev: bool) -> Spec:
-    count = int(size / base.size)
-    unpack = struct.Struct(f"{endian}{count}{base.fmt}").unpack_from if count > 0 else None
-    return Spec(field, def_num, base, offset, count, unpack, is_dev)
+def _spec(field: Any, def_num: int, base: Any, size: int, offset: int, is_dev: bool) -> Spec:
+    return Spec(field, def_num, base, offset, int(size / base.size), is_dev)
+
+
+def _unpacker(layout: Layout, spec: Spec) -> Callable[..., tuple[Any, ...]]:
+    """``unpack_from`` for one field's values (made only for the few fields read alone)."""
+    return struct.Struct(f"{layout.endian}{spec.count}{spec.base_type.fmt}").unpack_from
 
 
 def compile_layout(
@@ -154,7 +196,7 @@ def compile_layout(
     for def_num, size, base_num in fields:
         field = mesg_type.fields.get(def_num) if mesg_type else None
         base = resolve_base_type(base_num, size)
-        spec = _spec(field, def_num, base, size, offset, endian, False)
+        spec = _spec(field, def_num, base, size, offset, False)
         if spec.count == 0:
             poison = f"field {def_num} of message {global_num} has size 0"
         offset += spec.count * base.size
@@ -163,7 +205,7 @@ def compile_layout(
             accumulators.extend(c.def_num for c in field.components if c.accumulate)
     for dev_field, def_num, size in dev_fields:
         base = dev_field.type
-        spec = _spec(dev_field, def_num, base, size, offset, endian, True)
+        spec = _spec(dev_field, def_num, base, size, offset, True)
         if spec.count == 0:
             poison = f"developer field {def_num} of message {global_num} has size {size} < its type's size"
         offset += spec.count * base.size
@@ -179,9 +221,20 @@ def compile_layout(
         poison=poison,
         accumulators=tuple(accumulators),
     )
+    layout.decode_specs = _decode_specs(layout)
+    where: dict[int, list[int]] = {}
+    for i, spec in enumerate(layout.decode_specs):
+        if not spec.is_dev:
+            where.setdefault(spec.def_num, []).append(i)
+    layout.positions = {k: tuple(v) for k, v in where.items()}
     if poison is None:
+        layout.read_raws = _raw_reader(layout)
         if global_num == MESG_RECORD:
             _plan_record(layout)
+        elif global_num == MESG_HRV:
+            _plan_hrv(layout)
+        elif global_num == MESG_NUM_HR:
+            _plan_hr(layout)
         elif global_num not in OUTPUT_MESSAGES:
             _plan_skip(layout)
     return layout
@@ -224,41 +277,214 @@ def _plan_skip(layout: Layout) -> None:
             return
     layout.kind = SKIP
     if ts is not None:
-        layout.ts_unpack = ts.unpack
+        layout.ts_unpack = _unpacker(layout, ts)
         layout.ts_offset = 1 + ts.offset
         layout.ts_invalid = invalid_of(ts.base_type)
 
 
-def _plan_record(layout: Layout) -> None:
+def _chooses_subfield(layout: Layout, spec: Spec) -> bool:
+    """Whether decoding this field picks a subfield (of itself or of a component target)."""
+    f = spec.field
+    if f is None or spec.is_dev:
+        return False
+    if f.subfields:
+        return True
+    return any(layout.mesg_type.fields[c.def_num].subfields for c in f.components or ())
+
+
+def _decode_specs(layout: Layout) -> tuple[Spec, ...]:
+    """The fields a field-by-field decode must read.
+
+    A kept message needs them all. Of a record, only the fields the scan wants; of
+    any other message (HR, or one the scanner cannot skip blindly), none. Whatever
+    can fail or change the reader's state is always read: fields with components,
+    timestamps (253), HR's event_timestamp pair. If a field has subfields, every
+    raw value may choose one, so all are read.
+    """
+    specs = layout.all_specs
+    num = layout.global_num
+    full = num in KEPT_MESSAGES or num in (MESG_HRV, MESG_NUM_DEVELOPER_DATA_ID, MESG_NUM_FIELD_DESCRIPTION)
+    if full or any(_chooses_subfield(layout, s) for s in specs):
+        return specs
+
+    def needed(s: Spec) -> bool:
+        if s.def_num == FIELD_NUM_TIMESTAMP:
+            return True
+        if s.is_dev:
+            return num == MESG_RECORD
+        if s.field is None:
+            return False
+        if s.field.components:
+            return True
+        if num == MESG_RECORD:
+            return s.field.name in RECORD_FIELDS
+        return num == MESG_NUM_HR and s.def_num in (FIELD_NUM_HR_EVENT_TIMESTAMP, FIELD_NUM_HR_EVENT_TIMESTAMP_12)
+
+    return tuple(s for s in specs if needed(s))
+
+
+_ONE, _ONE_FLOAT, _MANY, _WHOLE = range(4)
+
+
+def _raw_reader(layout: Layout) -> Callable[[Any, int], list[Any]]:
+    """Raw values of the decoded fields, parsed as fitdecode parses them.
+
+    One struct call reads them all; a scalar is None when it holds its type's
+    invalid value; an array is a tuple parsed value by value; a byte array and a
+    string go to fitdecode's own parser whole.
+    """
     fmt = [layout.endian]
-    plan: list[Emit] = []
-    slot = 0
+    steps: list[tuple[int, int, int, Any]] = []
     pos = 0
+    index = 0
+    for spec in layout.decode_specs:  # in message order: offsets only grow
+        base = spec.base_type
+        if spec.offset > pos:
+            fmt.append(f"{spec.offset - pos}x")
+        fmt.append(f"{spec.count}{base.fmt}")
+        pos = spec.offset + spec.count * base.size
+        if base.fmt == "s":
+            steps.append((_WHOLE, index, index + 1, lambda v, parse=base.parse: parse(v[0])))
+            index += 1
+            continue
+        if base.identifier == BYTE_ID:
+            steps.append((_WHOLE, index, index + spec.count, base.parse))
+        elif spec.count > 1:
+            steps.append((_MANY, index, index + spec.count, base.parse))
+        elif is_float(base):
+            steps.append((_ONE_FLOAT, index, 0, None))
+        else:
+            steps.append((_ONE, index, 0, invalid_of(base)))
+        index += spec.count if base.fmt != "s" else 1
+    unpack = struct.Struct("".join(fmt)).unpack_from
+
+    def read_raws(data: Any, payload: int) -> list[Any]:
+        values = unpack(data, payload)
+        out = []
+        for kind, i, j, arg in steps:
+            if kind == _ONE:
+                v = values[i]
+                out.append(None if v == arg else v)
+            elif kind == _ONE_FLOAT:
+                v = values[i]
+                out.append(None if v != v else v)
+            elif kind == _MANY:
+                out.append(tuple(map(arg, values[i:j])))
+            else:
+                out.append(arg(values[i:j]))
+        return out
+
+    return read_raws
+
+
+def _plan_hr(layout: Layout) -> None:
+    ops = []
+    for spec in layout.all_specs:
+        f = spec.field
+        if spec.def_num == FIELD_NUM_TIMESTAMP:
+            if spec.is_dev or not _plain_timestamp(spec):
+                return
+            ops.append((HR_TIMESTAMP, 1 + spec.offset, invalid_of(spec.base_type), _unpacker(layout, spec)))
+        elif spec.is_dev or f is None:
+            continue
+        elif f.subfields:
+            return
+        elif spec.def_num == FIELD_NUM_HR_EVENT_TIMESTAMP:
+            ops.append((HR_START, 0, None, None))
+        elif spec.def_num == FIELD_NUM_HR_EVENT_TIMESTAMP_12:
+            if spec.base_type.identifier != BYTE_ID or not f.components:
+                return  # numbers with invalid entries make fitdecode fail its own way
+            ops.append((HR_EVENTS, 1 + spec.offset, spec.count, None))
+        elif f.components and not (spec.count == 1 and is_integer(spec.base_type)):
+            return
+    layout.kind = FAST_HR
+    layout.hr_ops = tuple(ops)
+
+
+def _plan_hrv(layout: Layout) -> None:
+    """One plain integer ``time`` field and nothing that could change the time base."""
+    times = []
+    for spec in layout.all_specs:
+        if spec.def_num == FIELD_NUM_TIMESTAMP:
+            return
+        f = spec.field
+        if spec.is_dev or f is None:
+            continue
+        if f.components or f.subfields or f.type.enum:
+            return
+        if f.name == "time":
+            times.append(spec)
+    if len(times) != 1 or not is_integer(times[0].base_type):
+        return
+    spec = times[0]
+    layout.kind = FAST_HRV
+    layout.unpack = _unpacker(layout, spec)
+    layout.ts_offset = 1 + spec.offset
+    layout.hrv_field = spec.field
+    layout.hrv_invalid = invalid_of(spec.base_type)
+    layout.hrv_single = spec.count == 1
+
+
+def _plan_record(layout: Layout) -> None:
+    """Which values of a record message the scan wants, and where they are.
+
+    The scanner keeps the record messages of a layout as raw bytes, back to back;
+    each wanted value is a sub-column (byte offset in the message, struct format,
+    size), extracted for all messages at once at the end.
+    """
+    columns: list[tuple[int, str, int]] = []
+    plan: list[Emit] = []
+    guards: list[tuple[int, int, Any]] = []
+    slot = 0
     ts_slot = -1
     fields = layout.mesg_type.fields
     for spec in layout.all_specs:
         f = spec.field
         wanted = False
+        width = 1
         if spec.is_dev:
-            if spec.def_num == FIELD_NUM_TIMESTAMP or not _scalar(spec):
+            if spec.def_num == FIELD_NUM_TIMESTAMP:
                 return
             wanted = True
-            plan.append(Emit(f, slot, invalid_of(spec.base_type), None, None))
+            base = spec.base_type
+            if _scalar(spec):
+                plan.append(Emit(f, slot, invalid_of(base), None, None))
+            elif base.fmt == "s":
+                plan.append(Emit(f, slot, None, None, None, form=STRING, parse=base.parse))
+            else:
+                width = spec.count
+                if base.identifier == BYTE_ID:
+                    plan.append(Emit(f, slot, None, None, None, form=BYTES, width=width, parse=base.parse))
+                else:
+                    plan.append(Emit(f, slot, invalid_of(base), None, None, form=ARRAY, width=width, parse=base.parse))
         elif f is not None:
             if f.subfields:
                 return
-            for comp in f.components or ():
-                if comp.accumulate:
-                    return  # running totals across messages: decoded one by one
-                if not (spec.count == 1 and is_integer(spec.base_type)):
-                    return
+            comps = f.components or ()
+            whole = spec.count == 1 and is_integer(spec.base_type)
+            wanted_totals = any(c.accumulate and fields[c.def_num].name in RECORD_FIELDS for c in comps)
+            if comps and (not whole or wanted_totals):
+                if spec.base_type.identifier == BYTE_ID:
+                    width = spec.count
+                    guards.append((slot, width, 0xFF))
+                elif _scalar(spec):
+                    guards.append((slot, 1, invalid_of(spec.base_type)))
+                else:
+                    return  # an array of numbers is never "invalid" as a whole
+                wanted = True
+                comps = ()
+            for comp in comps:
                 target = fields[comp.def_num]
+                if comp.accumulate:
+                    continue  # a total nobody reads; on whole numbers it cannot fail
                 if target.subfields or target.type.enum:
                     return
                 if target.name in RECORD_FIELDS:
                     wanted = True
-                    plan.append(Emit(target.name, slot, invalid_of(spec.base_type), comp.scale, comp.offset,
-                                     comp.bit_offset, (1 << comp.bits) - 1))
+                    shift, mask = comp.bit_offset, (1 << comp.bits) - 1
+                    if shift == 0 and spec.base_type.fmt in "BHIQ" and mask >= (1 << 8 * spec.base_type.size) - 1:
+                        shift = mask = None  # all the bits of an unsigned value: the value itself
+                    plan.append(Emit(target.name, slot, invalid_of(spec.base_type), comp.scale, comp.offset, shift, mask))
             if f.name in RECORD_FIELDS:
                 if not _scalar(spec) or f.type.enum:
                     return
@@ -268,19 +494,27 @@ def _plan_record(layout: Layout) -> None:
                     if not _plain_timestamp(spec):
                         return
                     ts_slot = slot
-        # skip ahead over fields nobody reads; struct pads cost nothing per value
-        if spec.offset > pos:
-            fmt.append(f"{spec.offset - pos}x")
+                    layout.ts_invalid = invalid_of(spec.base_type)
         if wanted:
-            fmt.append(spec.base_type.fmt)
-            slot += 1
-            pos = spec.offset + spec.base_type.size
-        else:
-            pos = spec.offset
-    layout.unpack = struct.Struct("".join(fmt)).unpack_from
+            # one sub-column per value read (an array has one per element; a string
+            # is one sub-column of its whole width)
+            base = spec.base_type
+            if base.fmt == "s":
+                columns.append((1 + spec.offset, "s", spec.count))
+                slot += 1
+            else:
+                for i in range(width):
+                    columns.append((1 + spec.offset + i * base.size, base.fmt, base.size))
+                slot += width
+    layout.columns = tuple(columns)
     layout.plan = tuple(plan)
+    layout.guards = tuple(guards)
     layout.ts_slot = ts_slot
+    if ts_slot >= 0:
+        offset, fmt, _size = columns[ts_slot]
+        layout.ts_unpack = struct.Struct(layout.endian + fmt).unpack_from
+        layout.ts_offset = offset
     layout.kind = FAST_RECORD
 
 
-__all__ = ["Layout", "LayoutCache", "Spec", "Emit", "compile_layout", "resolve_base_type", "FAST_RECORD", "SKIP", "GENERIC", "NAN"]
+__all__ = ["Layout", "LayoutCache", "Spec", "Emit", "compile_layout", "resolve_base_type", "FAST_RECORD", "SKIP", "GENERIC", "FAST_HRV", "FAST_HR", "NAN"]

@@ -22,7 +22,6 @@ from .fit_compile import Layout, Spec
 from .fit_profile import (
     BASE_TYPE_BYTE,
     BASE_TYPES,
-    BYTE_ID,
     FIELD_NUM_HR_EVENT_TIMESTAMP,
     FIELD_NUM_HR_EVENT_TIMESTAMP_12,
     FIELD_NUM_TIMESTAMP,
@@ -54,51 +53,45 @@ def accumulate(value: Any, base: Any, bits: int) -> Any:
 
 
 def scale_offset(owner: Any, raw: Any) -> Any:
+    scale, offset = owner.scale, owner.offset
+    if not scale and not offset:  # most fields: the value is the raw value
+        return raw
     if isinstance(raw, tuple):
         return tuple(scale_offset(owner, x) for x in raw)
     if isinstance(raw, (int, float)):
-        if owner.scale:
-            raw = float(raw) / owner.scale
-        if owner.offset:
-            raw = raw - owner.offset
+        if scale:
+            raw = float(raw) / scale
+        if offset:
+            raw = raw - offset
     return raw
 
 
-def read_raw(spec: Spec, data: bytes, pos: int) -> Any:
-    """The raw value of one field at message payload ``pos``; None when invalid."""
-    if spec.unpack is None:
-        raise ValueError(f"field {spec.def_num} reads no byte")
-    values = spec.unpack(data, pos + spec.offset)
-    base = spec.base_type
-    if base.identifier == BYTE_ID:
-        return base.parse(values)
-    if len(values) > 1:
-        return tuple(base.parse(v) for v in values)
-    return base.parse(values[0])
+def _subfield(f: Any, where: dict[int, tuple[int, ...]], raws: list[Any]) -> tuple[Any, Any]:
+    """(subfield, parent) when a reference field's raw value selects one, else (f, None).
 
-
-def _subfield(f: Any, specs: tuple[Spec, ...], raws: list[Any]) -> tuple[Any, Any]:
-    """(subfield, parent) when a reference field's raw value selects one, else (f, None)."""
-    if f.subfields:
-        for sub in f.subfields:
-            for ref in sub.ref_fields:
-                for spec, raw in zip(specs, raws):
-                    if spec.def_num == ref.def_num and ref.raw_value == raw:
-                        return sub, f
+    ``where``: positions in ``raws`` of each regular field number (developer fields
+    never select a subfield).
+    """
+    for sub in f.subfields:
+        for ref in sub.ref_fields:
+            for i in where.get(ref.def_num, ()):
+                if ref.raw_value == raws[i]:
+                    return sub, f
     return f, None
 
 
 def decode_message(layout: Layout, data: bytes, pos: int, time_offset: int | None, state: ReaderState) -> list[tuple[Any, Any, Any]]:
     """(field, value, raw value) of every field of the message at ``pos`` (its header byte)."""
     payload = pos + 1
-    all_specs = layout.all_specs
-    raws = [read_raw(spec, data, payload) for spec in all_specs]
+    all_specs = layout.decode_specs
+    raws = layout.read_raws(data, payload)
     out: list[tuple[Any, Any, Any]] = []
     gnum = layout.global_num
     for spec, raw in zip(all_specs, raws):
         f = spec.field
         if f is not None:
-            f, _parent = _subfield(f, layout.specs, raws)
+            if f.subfields:
+                f, _parent = _subfield(f, layout.positions, raws)
             if f.components:
                 hr12 = gnum == MESG_NUM_HR and not spec.is_dev and spec.def_num == FIELD_NUM_HR_EVENT_TIMESTAMP_12
                 for comp in f.components:
@@ -111,14 +104,18 @@ def decode_message(layout: Layout, data: bytes, pos: int, time_offset: int | Non
                         craw = accumulate(craw, acc[comp.def_num], comp.bits)
                         acc[comp.def_num] = craw
                     craw = scale_offset(comp, craw)
-                    target, _ = _subfield(layout.mesg_type.fields[comp.def_num], layout.specs, raws)
-                    value = target.render(craw)
+                    target = layout.mesg_type.fields[comp.def_num]
+                    if target.subfields:
+                        target, _ = _subfield(target, layout.positions, raws)
+                    enum = target.type.enum
+                    value = enum.get(craw, craw) if enum else craw
                     if hr12:
                         if not state.hr_start > 0:
                             raise ValueError("hr.event_timestamp_12 before any hr.event_timestamp")
                         value += state.hr_start
                     out.append((target, value, craw))
-            value = scale_offset(f, f.render(raw))
+            enum = f.type.enum
+            value = scale_offset(f, enum.get(raw, raw) if enum else raw)
         else:
             value = raw
         if spec.def_num == FIELD_NUM_TIMESTAMP and raw is not None:
