@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import time
 from collections import Counter
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,56 +27,14 @@ from connectors.files.fit_scan import scan_fit
 from hub.errors import DecodeError
 from hub.model import Decoded, Provenance
 
+from fuzzing import Runaway, mutate_bytes, time_limit
+
 MUTANTS = int(os.environ.get("FITHUB_FUZZ_MUTANTS", "5000"))
 SEED_LIMIT = 12_000  # bytes: small seeds keep fitdecode's reference scan of each mutant short
 LIMIT_S = 2.0
 
 
-class Hang(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float):
-    def _raise(signum, frame):
-        raise Hang()
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def mutate(data: bytes, rng: random.Random) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        n = len(buf)
-        if n == 0:
-            buf.extend(rng.randbytes(rng.randint(1, 16)))
-            continue
-        pos = rng.randrange(n)
-        op = rng.randrange(7)
-        if op == 0:  # flip one bit
-            buf[pos] ^= 1 << rng.randrange(8)
-        elif op == 1:  # random bytes over a short run
-            k = min(rng.randint(1, 8), n - pos)
-            buf[pos : pos + k] = rng.randbytes(k)
-        elif op == 2:  # truncate
-            del buf[pos:]
-        elif op == 3:  # insert garbage
-            buf[pos:pos] = rng.randbytes(rng.randint(1, 32))
-        elif op == 4:  # delete a chunk
-            del buf[pos : pos + rng.randint(1, 64)]
-        elif op == 5:  # duplicate a chunk elsewhere
-            chunk = buf[pos : pos + rng.randint(1, 128)]
-            at = rng.randrange(len(buf))
-            buf[at:at] = chunk
-        else:  # an extreme value where a size, type or count may be
-            buf[pos] = rng.choice((0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF))
-    return bytes(buf)
+mutate = mutate_bytes
 
 
 def seeds() -> list[tuple[str, bytes]]:
@@ -113,7 +69,7 @@ def test_fast_scanner_mutants(capsys):
                 fast = scan_fit_fast(mutant)
         except FastUnsupported:
             fast = None
-        except Hang:
+        except Runaway:
             pytest.fail(f"{label}: fast scan ran longer than {LIMIT_S} s")
         slowest = max(slowest, time.perf_counter() - start)
         ref = scan_fit(mutant)
@@ -131,7 +87,7 @@ def test_fast_scanner_mutants(capsys):
             assert exc.name == label and exc.why
             outcomes["DecodeError"] += 1
             continue
-        except Hang:
+        except Runaway:
             pytest.fail(f"{label}: decode ran longer than {LIMIT_S} s")
         assert isinstance(result, Decoded)
         for activity in result.activities:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +21,8 @@ from connectors.files import decoders
 from hub.errors import DecodeError
 from hub.model import Decoded, Provenance
 
+from fuzzing import Runaway, mutate_bytes, time_limit
+
 MUTANTS = int(os.environ.get("FITHUB_FUZZ_MUTANTS", "2400"))
 # Share of the mutants per format: FIT is the binary format with the most ways to break.
 SHARES = {"fit": 0.6, "gpx": 0.2, "tcx": 0.2}
@@ -30,24 +30,6 @@ SHARES = {"fit": 0.6, "gpx": 0.2, "tcx": 0.2}
 # verbose XML (the smallest real file is 68 kB) and parses quickly, so it gets more.
 SMALL = {"fit": 40_000, "gpx": 40_000, "tcx": 200_000}
 PER_DECODE_LIMIT_S = 10.0
-
-
-class Runaway(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float):
-    def _raise(signum, frame):
-        raise Runaway()
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 # Values that keep XML well-formed but test every conversion behind the parser.
@@ -70,30 +52,7 @@ def mutate_xml_values(data: bytes, rng: random.Random) -> bytes:
 def mutate(data: bytes, rng: random.Random) -> bytes:
     if data.lstrip()[:1] == b"<" and rng.random() < 0.5:
         return mutate_xml_values(data, rng)
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(6)
-        n = len(buf)
-        if n == 0:
-            buf.extend(rng.randbytes(rng.randint(1, 16)))
-            continue
-        pos = rng.randrange(n)
-        if op == 0:  # flip bits in one byte
-            buf[pos] ^= 1 << rng.randrange(8)
-        elif op == 1:  # random bytes over a short run
-            k = min(rng.randint(1, 8), n - pos)
-            buf[pos : pos + k] = rng.randbytes(k)
-        elif op == 2:  # truncate
-            del buf[pos:]
-        elif op == 3:  # insert garbage
-            buf[pos:pos] = rng.randbytes(rng.randint(1, 32))
-        elif op == 4:  # delete a chunk
-            del buf[pos : pos + rng.randint(1, 64)]
-        else:  # duplicate a chunk elsewhere
-            chunk = buf[pos : pos + rng.randint(1, 128)]
-            at = rng.randrange(len(buf))
-            buf[at:at] = chunk
-    return bytes(buf)
+    return mutate_bytes(data, rng)
 
 
 def seeds(shared: Path, own: Path, fmt: str) -> list[tuple[str, bytes]]:
