@@ -15,8 +15,16 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 # gpsbabel: an independent FIT -> GPX/TCX converter for the dedupe tests.
 command -v gpsbabel >/dev/null 2>&1 || missing+=(gpsbabel)
+# The BLE end-to-end test boots a small VM (this kernel has no Bluetooth): qemu, a
+# Debian kernel, BlueZ and D-Bus inside it (tests/ble_vm/run_vm.sh).
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+ls /boot/vmlinuz-* >/dev/null 2>&1 || missing+=(linux-image-amd64)
+command -v bluetoothd >/dev/null 2>&1 || [ -x /usr/libexec/bluetooth/bluetoothd ] || missing+=(bluez)
+command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
+command -v modprobe >/dev/null 2>&1 || missing+=(kmod)
+command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
-  as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 if ! port_open 5432; then
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
