@@ -36,7 +36,7 @@ from .config_options import (
     HUB_OPTIONS,
     ORDERED_PAIRS,
     PLUGIN_GROUPS,
-    SOURCE_OPTIONS,
+    source_options,
 )
 from .config_registry import Registry, registry
 from .config_values import check, default_of, from_env, show, suggest
@@ -301,7 +301,7 @@ class _Validator:
         declared, _ = plugin.options()
         base = dict(COMMON_OPTIONS)
         if group == "sources":
-            base.update(SOURCE_OPTIONS)
+            base.update(source_options(plugin.factory))
         base.update(declared)
         return base
 
@@ -440,7 +440,7 @@ class _Validator:
         declared, bad = plugin.options()
         if bad:
             self.problem(label, f"plugin {show(type_)} {bad}")
-        spec = {**(SOURCE_OPTIONS if group == "sources" else {}), **declared}
+        spec = {**(source_options(plugin.factory) if group == "sources" else {}), **declared}
         return PluginSection(name, group, type_, enabled, self.section(label, rest, spec))
 
     def _unique_consumers(self, sinks: dict[str, PluginSection], notifiers: dict[str, PluginSection]) -> None:

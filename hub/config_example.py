@@ -13,7 +13,7 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
-from .config_options import COMMON_OPTIONS, DEFAULT_SOURCES, HUB_OPTIONS, PLUGIN_GROUPS, SOURCE_OPTIONS
+from .config_options import COMMON_OPTIONS, DEFAULT_SOURCES, HUB_OPTIONS, PLUGIN_GROUPS, source_options
 from .config_registry import Available, registry
 from .config_values import toml_value
 from .options import Option
@@ -63,7 +63,7 @@ def _plugin(group: str, name: str, type_: str, plugin: Available | None, *, comm
     lines += [f"{mark}[{group}.{name}]", f"{mark}type = {toml_value(type_)}"]
     lines += _option("enabled", COMMON_OPTIONS["enabled"], commented=commented)
     declared, _ = plugin.options() if plugin and plugin.factory is not None else ({}, None)
-    spec = {**(SOURCE_OPTIONS if group == "sources" else {}), **declared}
+    spec = {**(source_options(plugin.factory if plugin else None) if group == "sources" else {}), **declared}
     for key, option in spec.items():
         lines += _option(key, option, commented=commented)
     return lines

@@ -104,6 +104,16 @@ SOURCE_OPTIONS: dict[str, Option] = {
     "interval_s": Option("duration", "Seconds between two polls of this source.", default=60, minimum=0.01),
 }
 
+
+
+def source_options(factory: object) -> dict[str, Option]:
+    """The extra keys a source section takes: ``interval_s`` unless the plugin is a
+    push source (it has ``start`` and no ``poll``: MQTT, BLE run on their own)."""
+    if factory is not None and callable(getattr(factory, "start", None)) and getattr(factory, "poll", None) is None:
+        return {}
+    return SOURCE_OPTIONS
+
+
 # What runs with no config file at all: the inbox folder, watched. The watch
 # plugin resolves its "" paths under the data directory (inbox, archive, quarantine).
 DEFAULT_SOURCES: dict[str, dict] = {"inbox": {"type": "watch"}}
