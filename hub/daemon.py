@@ -32,6 +32,7 @@ from hub.model import DEFAULT_PERSON
 from hub.pipeline import ingest
 from hub.errors import FithubError
 from hub.httpd import StatusServer
+from hub.live import LiveFanout, live_consumers
 from hub.plugins import GROUPS, Hub, PollingSource, PushSource, discover
 from hub.scheduling import SourceRunner, record_push_health
 from hub.status import prometheus, snapshot
@@ -59,6 +60,7 @@ class Daemon:
         self.scheduler: BackgroundScheduler | None = None
         self.http: StatusServer | None = None
         self.outbox = None
+        self.live = LiveFanout()  # consumers are set once the plugins are loaded
         self.loaded = Loaded()
         self.runners: dict[str, SourceRunner] = {}
         self._inflight = 0
@@ -77,10 +79,12 @@ class Daemon:
         hub = Hub(
             store=self.store, home=home, stopping=self.stopping, import_bytes=self.import_bytes,
             log=logging.getLogger("fithub"), default_person=cfg.hub.get("person") or DEFAULT_PERSON,
+            publish_live=self.live.publish,
         )
         self.hub = hub
         self._load_plugins(hub)
         self._start_outbox()
+        self._start_live()
         self._start_scheduler()
         self._start_push_sources()
         self._start_http()
@@ -136,6 +140,12 @@ class Daemon:
         settings = dict(self.config.outbox)
         self.outbox = Outbox(self.store, self.loaded.consumers, stopping=self.stopping, **_outbox_settings(settings))
         self.outbox.register()
+
+    def _start_live(self) -> None:
+        """Live values (1 Hz sensor readings) skip the outbox: a bounded queue and
+        one worker thread hand them to the consumers that have ``live``."""
+        self.live.consumers = live_consumers(self.loaded.consumers)
+        self.live.start()
 
     def _start_scheduler(self) -> None:
         workers = max(2, min(8, len(self.loaded.sources) + 1))
@@ -299,6 +309,8 @@ class Daemon:
                     source.stop(max(0.5, deadline - time.monotonic()))
                 except Exception as exc:
                     log.warning("source %s did not stop cleanly: %s", name, exc)
+        # Push sources have stopped publishing; queued live values are stale: drop them.
+        self.live.stop(max(0.5, min(2.0, deadline - time.monotonic())))
         with self._inflight_cv:
             drained = self._inflight_cv.wait_for(lambda: self._inflight == 0, timeout=max(0.0, deadline - time.monotonic()))
         if self.http is not None:

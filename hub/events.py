@@ -4,10 +4,15 @@ An event is a plain value with an idempotency ``key`` that stays the same howeve
 often it is delivered, so a receiver can drop repeats. Events describing stored
 data are written to the outbox in the same transaction as the data (see
 :mod:`hub.outbox`); a crash can therefore never keep the data and lose its event.
+
+:class:`LiveValues` is not an event: a sensor's current readings, worthless a
+minute later, handed to consumers best-effort and never stored (see
+``Hub.publish_live`` in :mod:`hub.plugins`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -84,3 +89,46 @@ def source_event(kind: str, *, source: str, since: datetime, error: str | None =
     if error:
         payload["error"] = error
     return Event(kind=kind, key=f"{kind}:{source}:{stamp}", person=None, payload=payload)
+
+
+# The channels Home Assistant and other live displays show, in SI units (the model's names).
+LIVE_CHANNELS: tuple[str, ...] = ("hr_bpm", "power_w", "cadence_rpm", "speed_mps")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveValues:
+    """One second of a live stream: what a person's sensors show right now.
+
+    ``channels`` holds SI values by model name (``hr_bpm``, ``power_w``,
+    ``cadence_rpm``, ``speed_mps``, ...); a channel nothing measured is absent.
+    ``sensors`` names, per channel, the sensor that supplied it (provenance, as in
+    a stored recording). ``source`` is the hub source that produced the values
+    (its config name), ``time`` the start of the second they describe (UTC).
+    """
+
+    person: str
+    source: str
+    time: datetime
+    channels: dict[str, float]
+    sensors: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", require_utc(self.time, "live values time"))
+        clean: dict[str, float] = {}
+        for name, value in dict(self.channels).items():
+            # bool is an int: a True heart rate would be a bug upstream, not a value
+            if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"live values from {self.source}: channel {name!r} has no finite number ({value!r})")
+            clean[name] = float(value)
+        object.__setattr__(self, "channels", clean)
+        object.__setattr__(self, "sensors", {k: v for k, v in dict(self.sensors).items() if k in clean})
+
+    def as_json(self) -> dict[str, Any]:
+        """The wire form: every :data:`LIVE_CHANNELS` key is present (``null`` when
+        not measured) so a display template never meets a missing key."""
+        body: dict[str, Any] = {"person": self.person, "source": self.source,
+                                "time": self.time.isoformat().replace("+00:00", "Z")}  # fmt: skip
+        body.update({name: None for name in LIVE_CHANNELS})
+        body.update(self.channels)
+        body["sensors"] = dict(self.sensors)
+        return body

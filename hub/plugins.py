@@ -33,7 +33,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .events import Event
+from .events import Event, LiveValues
 from .model import DEFAULT_PERSON, Decoded, Provenance
 from .options import Option
 
@@ -97,7 +97,16 @@ class EventConsumer(Protocol):
     """A sink or notifier. ``deliver`` returns when the event is handled; it raises
     :class:`DeliveryError` (retried later) or :class:`PermanentDeliveryError`
     (parked in the dead-letter list at once). The same event may arrive again after
-    a crash: ``event.key`` lets the receiver recognise it."""
+    a crash: ``event.key`` lets the receiver recognise it.
+
+    Optionally a consumer also has ``live(values: LiveValues) -> None``: it then
+    gets the live readings push sources publish (about one per second per
+    source), best-effort, from one worker thread of the daemon. They are never
+    stored or retried: values arriving faster than the consumers take them are
+    dropped (oldest first), and an exception is logged (rate-limited) and
+    otherwise ignored. ``live`` should return quickly (publish, do not wait for
+    acknowledgements): a slow one delays the live values of every consumer.
+    """
 
     name: str
 
@@ -162,7 +171,8 @@ class PermanentDeliveryError(DeliveryError):
 @dataclass
 class Hub:
     """What a plugin may use: the store, the data directory, the file importer,
-    and the hub's stop flag. Push sources store data with ``import_bytes``."""
+    and the hub's stop flag. Push sources store data with ``import_bytes`` and
+    may publish live readings with ``publish_live``."""
 
     store: Store
     home: Path
@@ -171,6 +181,10 @@ class Hub:
     import_bytes: Callable[..., Any] | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("fithub"))
     default_person: str = DEFAULT_PERSON  # [hub] person: whose data a source's files are, unless it says
+    # publish_live(values): hand live readings to the consumers that have ``live``.
+    # Never blocks and never raises (the daemon queues and drops); without a daemon
+    # (CLI, tests) live values go nowhere.
+    publish_live: Callable[[LiveValues], None] = field(default=lambda values: None)  # noqa: E731
 
 
 # -- discovery ----------------------------------------------------------------

@@ -233,10 +233,13 @@ def test_discovery_and_state_carry_the_stored_values(store: Store, tmp_path: Pat
             comps = config["cmps"]
             assert {c["platform"] for c in comps.values()} == {"sensor"}
             by_key = {cid.removeprefix(f"fithub_{person}_"): c for cid, c in comps.items()}
-            assert set(by_key) == {"last_activity", "weekly_distance", "weekly_time", "streak", "weight", "resting_hr"}
+            live = {"live_hr", "live_power", "live_cadence", "live_speed"}  # read the live topic (tests/test_live.py)
+            assert set(by_key) == {"last_activity", "weekly_distance", "weekly_time", "streak", "weight", "resting_hr", *live}
             for cid, comp in comps.items():
                 assert comp["unique_id"] == cid and re.fullmatch(r"[a-zA-Z0-9_-]+", cid)
-                assert comp["state_topic"] == f"{base}/{person}/state"
+                is_live = cid.removeprefix(f"fithub_{person}_") in live
+                assert comp["state_topic"] == f"{base}/{person}/" + ("live" if is_live else "state")
+                assert ("expire_after" in comp) == is_live
                 assert comp["availability_topic"] == f"{base}/status"
                 assert comp["name"]
                 unique_ids.append(comp["unique_id"])
@@ -248,7 +251,7 @@ def test_discovery_and_state_carry_the_stored_values(store: Store, tmp_path: Pat
 
             # Every template reads a key the state has, and that key holds the stored value.
             state = watcher.wait_json(f"{base}/{person}/state")
-            fields = {key: template_field(c["value_template"]) for key, c in by_key.items()}
+            fields = {key: template_field(c["value_template"]) for key, c in by_key.items() if key not in live}
             assert all(f in state for f in fields.values()), (fields, sorted(state))
             last = store.list_activities(person=person)[-1]
             assert state[fields["last_activity"]] == last.activity.sport

@@ -7,6 +7,11 @@ component reads the same retained JSON state document (``<base>/<person>/state``
 publish updates all of a person's sensors at once. Availability is the notifier's
 ``<base>/status`` (``online``/``offline``, the latter as the MQTT last will).
 
+With live values on, four more components (heart rate, power, cadence, speed)
+read the person's live topic (``<base>/<person>/live``, not retained, about 1 Hz
+while a sensor session runs) with ``expire_after``: when the stream stops, Home
+Assistant shows them as unavailable instead of a stale heart rate.
+
 Identifiers Home Assistant uses (node ids, unique ids) and the person's topic level
 allow only ``[a-zA-Z0-9_-]``; :func:`sanitise` maps any name into that set and adds
 a short hash when it had to change something, so "anna.b" and "anna_b" stay apart.
@@ -49,6 +54,10 @@ def state_topic(base: str, person: str) -> str:
     return f"{base}/{sanitise(person)}/state"
 
 
+def live_topic(base: str, person: str) -> str:
+    return f"{base}/{sanitise(person)}/live"
+
+
 def event_topic(base: str, kind: str) -> str:
     # Event kinds are fithub's own constants ("activity.stored"): '.' is legal in a topic.
     return f"{base}/events/{kind}"
@@ -80,6 +89,7 @@ class Sensor:
     state_class: str | None = None
     icon: str | None = None
     attributes: tuple[str, ...] = ()  # further state JSON keys shown as attributes
+    live: bool = False  # reads the live topic (hub.events.LiveValues.as_json), not the state
 
 
 # The weekly figures fall back to 0 each Monday: "total_increasing" is exactly a
@@ -97,17 +107,30 @@ SENSORS: tuple[Sensor, ...] = (
 )  # fmt: skip
 
 
-def _component(sensor: Sensor, person: str, base: str) -> dict[str, Any]:
+# Live values: every key is always in the payload (null when not measured), so the
+# templates never meet a missing key. Speed stays in m/s (SI, like every state).
+LIVE_SENSORS: tuple[Sensor, ...] = (
+    Sensor("live_hr", "Live heart rate", "hr_bpm", "bpm", None, "measurement", icon="mdi:heart-pulse", live=True),
+    Sensor("live_power", "Live power", "power_w", "W", "power", "measurement", live=True),
+    Sensor("live_cadence", "Live cadence", "cadence_rpm", "rpm", None, "measurement", icon="mdi:rotate-right", live=True),
+    Sensor("live_speed", "Live speed", "speed_mps", "m/s", "speed", "measurement", live=True),
+)  # fmt: skip
+
+
+def _component(sensor: Sensor, person: str, base: str, *, expire_after_s: int | None = None) -> dict[str, Any]:
     node = node_id(person)
+    topic = live_topic(base, person) if sensor.live else state_topic(base, person)
     # A null in the state renders as "None", which Home Assistant shows as unknown.
     comp: dict[str, Any] = {
         "platform": "sensor",
         "name": sensor.name,
         "unique_id": f"{node}_{sensor.key}",
-        "state_topic": state_topic(base, person),
+        "state_topic": topic,
         "value_template": f"{{{{ value_json.{sensor.field} }}}}",
         "availability_topic": status_topic(base),
     }
+    if sensor.live and expire_after_s:
+        comp["expire_after"] = expire_after_s
     if sensor.unit:
         comp["unit_of_measurement"] = sensor.unit
     if sensor.device_class:
@@ -123,9 +146,13 @@ def _component(sensor: Sensor, person: str, base: str) -> dict[str, Any]:
     return comp
 
 
-def device_config(person: str, *, base: str, version: str) -> dict[str, Any]:
-    """The device-based discovery payload for one person."""
+def device_config(person: str, *, base: str, version: str, live_expire_s: int | None = None) -> dict[str, Any]:
+    """The device-based discovery payload for one person; with ``live_expire_s``
+    also the live sensors, unavailable that many seconds after the last value."""
     node = node_id(person)
+    components = {f"{node}_{s.key}": _component(s, person, base) for s in SENSORS}
+    if live_expire_s:
+        components.update({f"{node}_{s.key}": _component(s, person, base, expire_after_s=live_expire_s) for s in LIVE_SENSORS})
     return {
         "dev": {
             "identifiers": [node],
@@ -135,6 +162,6 @@ def device_config(person: str, *, base: str, version: str) -> dict[str, Any]:
             "sw_version": version,
         },
         "o": {"name": "fithub", "sw_version": version},
-        "cmps": {f"{node}_{s.key}": _component(s, person, base) for s in SENSORS},
+        "cmps": components,
         "qos": 1,
     }

@@ -15,6 +15,8 @@ Config (``[notifiers.<name>] type = "mqtt"``)::
     retain = true
     refresh_s = 900              # republish states (the week and the streak roll over)
     timeout_s = 10               # wait this long for the broker's acknowledgement
+    live = true                  # publish live sensor values (and their discovery)
+    live_expire_s = 30           # Home Assistant: live sensors unavailable after this silence
 
 What it publishes:
 
@@ -29,6 +31,11 @@ What it publishes:
 ``<base>/events/<kind>``
     Each event as ``event.as_json()`` (not retained, QoS 1); ``key`` identifies
     repeats (delivery is at least once).
+``<base>/<person>/live``
+    Live sensor values (:meth:`hub.events.LiveValues.as_json`: ``hr_bpm``,
+    ``power_w``, ``cadence_rpm``, ``speed_mps``, null when not measured), about
+    once a second while a BLE session runs; QoS 0, not retained: a missed or late
+    value is worth nothing, so they are never queued, waited for or retried.
 ``<discovery_prefix>/device/fithub_<person>/config``
     Device-based discovery (:mod:`connectors.mqtt.ha_discovery`), published with the
     state on every connect and again whenever Home Assistant announces
@@ -60,7 +67,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from connectors.notify import plugin_options
 from hub import stats
 from hub.errors import ConfigError, FithubError
-from hub.events import ACTIVITY_MERGED, ACTIVITY_STORED, MEASUREMENT_STORED, Event
+from hub.events import ACTIVITY_MERGED, ACTIVITY_STORED, MEASUREMENT_STORED, Event, LiveValues
 from hub.options import Option
 from hub.plugins import DeliveryError
 
@@ -94,6 +101,8 @@ class MqttNotifier:
         "retain": Option("bool", "Retain status, state and discovery messages (Home Assistant sees them after its restart).", default=True),
         "refresh_s": Option("duration", "Republish every person's state this often, so the week and the streak roll over without new data.", default=900.0, minimum=1),
         "timeout_s": Option("duration", "How long a delivery waits for the broker's acknowledgement before it is retried.", default=10.0, minimum=0.1),
+        "live": Option("bool", "Publish live sensor values (BLE heart rate, power, cadence, speed) on <base_topic>/<person>/live, with their discovery.", default=True),
+        "live_expire_s": Option("duration", "Home Assistant shows a live sensor as unavailable after this long without a value.", default=30.0, minimum=1),
     }  # fmt: skip
 
     def __init__(self, name: str, options: dict, hub=None) -> None:
@@ -114,6 +123,11 @@ class MqttNotifier:
         self.retain = bool(opts["retain"])
         self.timeout_s = float(opts["timeout_s"])
         self.refresh_s = float(opts["refresh_s"])
+        self.live_enabled = bool(opts["live"])
+        # Home Assistant takes whole seconds; the discovery carries it only with live on.
+        self.live_expire_s = max(1, round(float(opts["live_expire_s"]))) if self.live_enabled else None
+        self.live_published = 0
+        self.live_dropped = 0  # while the broker was away: live values are not queued
         self.version = _fithub_version()
         # "Now" for the week and the streak; replaceable so tests can fix the date.
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
@@ -240,7 +254,7 @@ class MqttNotifier:
     def _person_messages(self, person: str, *, discovery: bool) -> list[mqtt.MQTTMessageInfo]:
         infos = []
         if discovery:
-            config = ha.device_config(person, base=self.base, version=self.version)
+            config = ha.device_config(person, base=self.base, version=self.version, live_expire_s=self.live_expire_s)
             infos.append(self._publish(ha.discovery_topic(self.prefix, person), json.dumps(config), retain=self.retain))
         try:
             state = stats.person_state(self.store, person, now=self.clock()).as_json()
@@ -248,6 +262,26 @@ class MqttNotifier:
             raise DeliveryError(f"mqtt notifier {self.name}: cannot read the state of {person!r}: {exc}") from exc
         infos.append(self._publish(ha.state_topic(self.base, person), json.dumps(state), retain=self.retain))
         return infos
+
+    def live(self, values: LiveValues) -> None:
+        """Publish live values (QoS 0, not retained) without waiting for anything:
+        this runs on the daemon's live worker, about once a second per source.
+        A person seen for the first time gets their discovery first (without the
+        state, which would need the database), so the live sensors exist in Home
+        Assistant before the first session is stored."""
+        if not self.live_enabled or (self.persons_filter and values.person not in self.persons_filter):
+            return
+        if not self._connected.is_set() or self._closing.is_set():
+            self.live_dropped += 1
+            return
+        person = values.person
+        if self.discovery and person not in self._announced:
+            config = ha.device_config(person, base=self.base, version=self.version, live_expire_s=self.live_expire_s)
+            self.client.publish(ha.discovery_topic(self.prefix, person), json.dumps(config), qos=1, retain=self.retain)
+            self._announced.add(person)
+        body = json.dumps(values.as_json(), ensure_ascii=False, separators=(",", ":"))
+        self.client.publish(ha.live_topic(self.base, person), body, qos=0, retain=False)
+        self.live_published += 1
 
     def _publish(self, topic: str, payload: str, *, retain: bool) -> mqtt.MQTTMessageInfo:
         if not self._connected.is_set():

@@ -3,7 +3,9 @@
 Readings arrive on the loop and only touch memory there; storing a finished
 session or a weighing (database, archive) runs on one worker thread, in order,
 so notifications keep flowing while a long ride is written. ``stop`` ends the
-current session and stores it before returning.
+current session and stores it before returning. With ``publish_live``, each
+second of a session in progress is also published as live values
+(:mod:`drivers.ble.live`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from hub.events import LiveValues
+
+from .live import LiveSampler, publish_seconds
 from .manager import ManagerSettings, SensorManager, SensorSpec
 from .readings import Reading, ScaleReading
 from .recorder import Recorder
@@ -34,6 +39,8 @@ async def run_service(
     on_tick: Callable[[SensorManager], None] | None = None,
     on_manager: Callable[[SensorManager], None] | None = None,
     clock: Callable[[], float] = time.time,
+    publish_live: Callable[[LiveValues], None] | None = None,
+    live_source: str = "ble",
 ) -> SensorManager:
     loop = asyncio.get_running_loop()
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ble-store")
@@ -44,7 +51,11 @@ async def run_service(
         pending.add(future)
         future.add_done_callback(_report(pending))
 
+    sampler = LiveSampler(person=recorder.person, source=live_source) if publish_live else None
+
     def reading(r: Reading) -> None:
+        if sampler is not None:
+            sampler.add(r)
         finished = recorder.reading(r)
         if finished is not None:
             offload(recorder.store_recording, finished)
@@ -56,6 +67,11 @@ async def run_service(
     if on_manager:
         on_manager(manager)
     runner = loop.create_task(manager.run(stop))
+    live = None
+    if sampler is not None:
+        live = loop.create_task(
+            publish_seconds(sampler, publish_live, stop, active=lambda: recorder.tracker.current is not None, clock=clock)
+        )
     offload(recorder.retry_spool)
     last_retry = clock()
     try:
@@ -74,7 +90,7 @@ async def run_service(
                 on_tick(manager)
     finally:
         stop.set()
-        await asyncio.gather(runner, return_exceptions=True)
+        await asyncio.gather(runner, *([live] if live else []), return_exceptions=True)
         finished = recorder.tracker.finish()
         if finished is not None:
             offload(recorder.store_recording, finished)

@@ -5,6 +5,8 @@ of its own thread. Sessions and weighings are stored through ``hub.import_bytes`
 (the normal pipeline: archive, dedupe, events in the same transaction). When the
 adapter is missing or BlueZ is down it logs once, retries with backoff, and logs
 once when it works again. ``stop()`` ends the current session and stores it.
+While a session is being recorded, each second's combined values go to
+``hub.publish_live`` (the MQTT notifier shows them as live heart rate, power...).
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class BleSource:
                     await run_service(
                         transport, self.specs, self.recorder, self._stop, settings=self.settings,
                         on_manager=lambda m: setattr(self, "manager", m),
+                        publish_live=getattr(self.hub, "publish_live", None), live_source=self.name,
                     )
                 finally:
                     await transport.close()
