@@ -24,7 +24,7 @@ from connectors.apple_health.stream import strip_doctype
 from hub.errors import DecodeError
 from hub.model import Provenance
 from hub.storage import Store, health
-from hub.storage.schema import health_records, health_sources
+from hub.storage.schema import health_records, health_sources, health_types
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("make_apple_health", ROOT / "fixtures" / "make_apple_health.py")
@@ -55,21 +55,31 @@ def export10(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def _records(store: Store, rtype: str | None = None) -> list[dict]:
-    query = sa.select(health_records, health_sources.c.name.label("source")).join(
-        health_sources, health_sources.c.id == health_records.c.source_id).order_by(health_records.c.start_utc, health_records.c.id)
+    """Stored records with their type, unit, kind and source named, and the times as datetimes."""
+    query = (
+        sa.select(health_records, health_types.c.type, health_types.c.unit, health_types.c.kind,
+                  health_sources.c.name.label("source"))
+        .join(health_sources, health_sources.c.id == health_records.c.source_id)
+        .join(health_types, health_types.c.id == health_records.c.type_id)
+        .order_by(health_records.c.start_s, health_records.c.identity)
+    )
     if rtype:
-        query = query.where(health_records.c.type == rtype)
+        query = query.where(health_types.c.type == rtype)
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    for r in rows:
+        r["start_utc"] = datetime.fromtimestamp(r["start_s"], timezone.utc)
+        r["end_utc"] = datetime.fromtimestamp(r["end_s"], timezone.utc)
+    return rows
 
 
 def _snapshot(store: Store) -> dict:
     """Everything an import stores, in a form two databases can be compared by."""
-    with store.engine.connect() as conn:
-        recs = sorted(
-            (bytes(r.identity).hex(), r.type, r.kind, r.value, r.text_value, r.kind_value, r.utc_offset_s, r.metadata)
-            for r in conn.execute(sa.select(health_records))
-        )
+    recs = sorted(
+        (bytes(r["identity"]).hex(), r["type"], r["unit"], r["kind"], r["value"], r["text_value"], r["kind_value"],
+         r["start_s"], r["end_s"], r["utc_offset_s"], r["metadata"], r["source"])
+        for r in _records(store)
+    )
     acts = sorted(
         (a.activity.sport, a.activity.start.isoformat(), a.activity.distance_m, a.sample_count) for a in store.list_activities()
     )
@@ -97,10 +107,15 @@ def test_dates_become_utc_plus_offset() -> None:
 
 
 def test_identity_ignores_device_and_creation_but_not_value() -> None:
-    a = identity("HKQuantityTypeIdentifierStepCount", "iPhone", "2024-01-01 10:00:00", "2024-01-01 10:10:00", "100")
-    assert a == identity("HKQuantityTypeIdentifierStepCount", "iPhone", "2024-01-01 10:00:00", "2024-01-01 10:10:00", "100")
-    assert a != identity("HKQuantityTypeIdentifierStepCount", "iPhone", "2024-01-01 10:00:00", "2024-01-01 10:10:00", "101")
-    assert a != identity("HKQuantityTypeIdentifierStepCount", "Watch", "2024-01-01 10:00:00", "2024-01-01 10:10:00", "100")
+    start = int(datetime(2024, 1, 1, 10, tzinfo=timezone.utc).timestamp())
+    a = identity("HKQuantityTypeIdentifierStepCount", "iPhone", start, start + 600, "100")
+    assert a == identity("HKQuantityTypeIdentifierStepCount", "iPhone", start, start + 600, "100")
+    assert a != identity("HKQuantityTypeIdentifierStepCount", "iPhone", start, start + 600, "101")
+    assert a != identity("HKQuantityTypeIdentifierStepCount", "Watch", start, start + 600, "100")
+    assert a != identity("HKQuantityTypeIdentifierStepCount", "iPhone", start, start + 601, "100")
+    # The first 4 bytes are the start's UTC hour: the key range the time queries use.
+    assert a[:4] == health.key_hour(datetime(2024, 1, 1, 10, 59, 59, tzinfo=timezone.utc)) == health.key_hour(start)
+    assert health.key_hour(start - 1) < a < health.key_hour(start + 3600)
     assert normalise_device("<<HKDevice: 0x28a3f>, name:iPhone>") == normalise_device("<<HKDevice: 0x99999>, name:iPhone>")
 
 
@@ -213,9 +228,9 @@ def test_real_inline_route_and_macos_rezip(shared: Path, store: Store) -> None:
     report = IMPORTER.import_path(shared / "apple_health" / "apple-health-parser" / "export.zip", store, person="alex")
     assert report.measurements == 8 and report.warnings == []
     sleep = _records(store, "HKCategoryTypeIdentifierSleepAnalysis")
-    assert [(r["text_value"], r["kind"]) for r in sleep] == [
-        ("HKCategoryValueSleepAnalysisInBed", None), ("HKCategoryValueSleepAnalysisAsleepCore", "sleep_s")]
-    assert sleep[1]["kind_value"] == 12 * 60 + 30
+    # Both are of the sleep type; only the asleep stage has a value of sleep (in bed is not sleep).
+    assert [(r["text_value"], r["kind"], r["kind_value"]) for r in sleep] == [
+        ("HKCategoryValueSleepAnalysisInBed", "sleep_s", None), ("HKCategoryValueSleepAnalysisAsleepCore", "sleep_s", 12 * 60 + 30)]
     hr = _records(store, "HKQuantityTypeIdentifierHeartRate")
     assert json.loads(hr[0]["metadata"]) == {"HKMetadataKeyHeartRateMotionContext": "0"}
     # The bare XML of the same export adds nothing new.
@@ -386,6 +401,12 @@ def test_truncated_and_garbage_input(tmp_path: Path, store: Store) -> None:
                          '</HealthData>')
     report = IMPORTER.import_path(bad_dates, store, person="bob")
     assert report.measurements == 1 and any("unreadable date" in w for w in report.warnings)
+    # Digits where the minutes and seconds go, but out of range: rejected, not stored as a wrong time.
+    odd = tmp_path / "odd.xml"
+    odd.write_text('<HealthData locale="x"><Record type="T" sourceName="s" startDate="2024-01-01 10:75:99 +0100" '
+                   'endDate="2024-01-01 10:00:00 +0100" value="1"/></HealthData>')
+    report = IMPORTER.import_path(odd, store, person="carl")
+    assert report.measurements == 0 and any("unreadable date" in w for w in report.warnings)
 
 
 def test_workout_blob_decodes_alone_for_reprocessing(export10, store: Store) -> None:
@@ -583,3 +604,69 @@ def test_exports_without_export_date_are_never_skipped_by_position(store: Store,
     assert IMPORTER.import_path(first, store, person="ann").measurements == 1
     assert IMPORTER.import_path(second, store, person="ann").measurements == 1
     assert sorted(r["value"] for r in _records(store, "HKQuantityTypeIdentifierBodyMass")) == [70.1, 70.2]
+
+
+def test_the_inlined_hot_path_agrees_with_the_exact_functions(store: Store, tmp_path: Path) -> None:
+    """The importer computes dates, identities and SI values inline (cached per local
+    hour); every shape of date and value must come out as the plain functions say."""
+    dates = [
+        ("2024-03-31 01:59:59 +0100", "2024-03-31 03:00:01 +0200"),  # across a DST switch
+        ("2024-06-01 10:29:59 +0530", "2024-06-01 10:30:00 +0530"),  # minute offset: two UTC hours in one local hour
+        ("2024-06-01 10:59:00 +0545", "2024-06-01 11:01:00 +0545"),
+        ("2024-12-31 23:59:59 -0500", "2025-01-01 00:00:00 -0500"),  # across a year in UTC
+        ("2024-01-01T10:00:00Z", "2024-01-01T10:05:00+00:00"),  # ISO shapes: the slow path
+        ("2024-02-29 12:00:00 +0000", "2024-02-29 12:00:00 +0000"),  # an instant
+    ]
+    values = [("HKQuantityTypeIdentifierBodyMass", "lb", "150"), ("HKQuantityTypeIdentifierStepCount", "count", "12"),
+              ("HKQuantityTypeIdentifierOxygenSaturation", "%", "97"), ("HKQuantityTypeIdentifierBodyMass", "furlong", "1"),
+              ("HKQuantityTypeIdentifierHeartRate", "count/min", "NaN"), ("HKQuantityTypeIdentifierWalkingSpeed", "km/hr", "4.2"),
+              ("HKCategoryTypeIdentifierSleepAnalysis", None, "HKCategoryValueSleepAnalysisAsleepREM")]
+    lines, expected = [], []
+    dp = DateParser()
+    for i, (start, end) in enumerate(dates):
+        # The same hour twice, so the second record of each pair comes from the cache.
+        for rtype, unit, value in values:
+            for again in (0, 1):
+                src = f"Src{again}"
+                unit_attr = f' unit="{unit}"' if unit else ""
+                lines.append(f'<Record type="{rtype}" sourceName="{src}"{unit_attr} startDate="{start}" endDate="{end}" value="{value}"/>')
+                s_utc, offset = dp.parse(start)
+                s = int(datetime.strptime(s_utc, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
+                e_utc, _ = dp.parse(end)
+                e = int(datetime.strptime(e_utc, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
+                kind, number, text, kind_value = map_value(rtype, unit, value, float(e - s))
+                expected.append((identity(rtype, src, s, e, value).hex(), rtype, number, text, kind_value, s, e, offset))
+    path = tmp_path / "export.xml"
+    path.write_text('<HealthData locale="en_US">\n' + "\n".join(lines) + "\n</HealthData>\n")
+    report = IMPORTER.import_path(path, store, person="ann")
+    assert report.warnings == [] and report.measurements == len(expected)
+
+    def same(a, b) -> bool:
+        return a == b or (isinstance(a, float) and isinstance(b, float) and a == pytest.approx(b))
+
+    got = sorted((bytes(r["identity"]).hex(), r["type"], r["value"], r["text_value"], r["kind_value"], r["start_s"],
+                  r["end_s"], r["utc_offset_s"]) for r in _records(store))
+    for g, x in zip(got, sorted(expected)):
+        assert all(same(a, b) for a, b in zip(g, x)), (g, x)
+    assert len(got) == len(expected)
+
+
+def test_writer_counts_only_new_rows_across_multi_row_statements(any_store: Store) -> None:
+    """Batches are written as a few long INSERTs (SQLite) or one COPY (PostgreSQL):
+    duplicates inside one statement, and rows already stored, are not counted or stored twice."""
+    writer = health.RecordWriter(any_store.engine, "ann")
+    type_id = writer.type_id("HKQuantityTypeIdentifierStepCount", "count", "steps")
+    source_id = writer.source_id("Phone", "1", None)
+    base = int(datetime(2024, 5, 1, tzinfo=timezone.utc).timestamp())
+
+    def row(i: int) -> tuple:
+        return (writer.person_id, identity("HKQuantityTypeIdentifierStepCount", "Phone", base + i, base + i + 60, str(i)),
+                type_id, source_id, float(i), None, float(i), base + i, base + i + 60, 0, None)
+
+    n = health.ROWS_PER_INSERT + 7
+    first = [row(i) for i in range(n)] + [row(3), row(n - 1)]  # a repeat inside the first statement, one in the tail
+    assert writer.write(first, [], export_key="k", done=len(first)) == n
+    again = [row(i) for i in range(n - 5, n + 10)]  # 5 stored already, 10 new
+    assert writer.write(again, [], export_key="k", done=len(first) + len(again)) == 10
+    assert health.count_records(any_store.engine, "ann") == n + 10
+    assert sum(health.daily_totals(any_store.engine, "ann", "steps").values()) == sum(range(n + 10))

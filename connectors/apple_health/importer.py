@@ -2,8 +2,8 @@
 
 1. Open the export (zip, XML or folder) with the size/ratio/traversal checks.
 2. Stream the XML once. Records (and correlations, activity summaries) become rows,
-   written in batches of a few thousand, each batch committed together with the
-   import's checkpoint (how many records of this export are stored). Workouts are
+   written in batches of a few thousand by a writer thread, each batch committed
+   together with the import's checkpoint (how many records of this export are stored). Workouts are
    spooled to a temporary file, one line each: they are few, but their HR samples
    are records that may come later in the document.
 3. Each workout becomes a blob (workout + its HR + route GPX, see
@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -65,10 +67,11 @@ class _Collector(Handler):
         self.workouts = 0
         self.other_tags: dict[str, int] = {}
         self._devices: dict[str, str | None] = {}
-        self._sources: dict[tuple, int] = {}
         self._meta_cache: dict[tuple, str | None] = {}
+        self._hours: dict[str, tuple[int, int, bytes | None]] = {}
+        self._types: dict[tuple[str, str | None], int] = {}
+        self._ids: dict[tuple, tuple[int, int, bytes]] = {}
         self.person_id = writer.person_id
-        self.suffix = health.utc_text(writer.dialect)("")
         self.received_at = datetime.now(timezone.utc)
 
     # -- checkpoint ------------------------------------------------------------
@@ -106,50 +109,127 @@ class _Collector(Handler):
         self.bad_example.setdefault(why, example)
 
     def record(self, attrs: dict, meta: dict | None, beats: list | None) -> None:
+        # Runs once per record (millions): everything common is inlined here, with
+        # rec.map_value / DateParser.parse as the exact fallbacks for the rest.
         if self.export_key is None:
             self._key()
         self.index += 1
         if self.index <= self.skip:
             return
-        rtype = attrs.get("type")
-        source = attrs.get("sourceName")
-        start, end = attrs.get("startDate"), attrs.get("endDate")
+        get = attrs.get
+        rtype = get("type")
+        source = get("sourceName")
+        start = get("startDate")
+        end = get("endDate")
         if not rtype or source is None or not start or not end:
             self._reject("a Record lacks type, sourceName, startDate or endDate", str(attrs)[:200])
             return
-        try:
-            s_utc, offset = self.dates.parse(start)
-            e_utc = s_utc if end == start else self.dates.parse(end)[0]
-        except rec.BadDate as exc:
-            self._reject("unreadable date", str(exc))
-            return
-        raw = attrs.get("value")
-        unit = attrs.get("unit")
-        seconds = 0.0
-        if rtype == rec.SLEEP:
-            seconds = (rec.utc_datetime(e_utc) - rec.utc_datetime(s_utc)).total_seconds()
-        kind, value, text, kind_value = rec.map_value(rtype, unit, raw, seconds)
+        # Dates: the epoch second of the local hour's start, the offset and the identity's
+        # hour prefix are cached per local hour and offset; minutes and seconds are added.
+        hours = self._hours
+        hit = hours.get(start[:13] + start[19:])
+        into = _MINUTES.get(start[13:19])
+        if hit is not None and into is not None:
+            s = hit[0] + into
+            offset = hit[1]
+            prefix = hit[2] or rec.identity_hour(s)
+        else:
+            parsed = self._date(start)
+            if parsed is None:
+                return
+            s, offset = parsed
+            prefix = rec.identity_hour(s)
+        if end == start:
+            e = s
+        else:
+            found = hours.get(end[:13] + end[19:])
+            into = _MINUTES.get(end[13:19])
+            if found is not None and into is not None:
+                e = found[0] + into
+            else:
+                parsed = self._date(end)
+                if parsed is None:
+                    return
+                e = parsed[0]
+        raw = get("value")
+        unit = get("unit")
+        spec = _KINDS.get(rtype)
+        value = None
+        if spec is not None and raw is not None:
+            try:
+                value = float(raw)
+            except ValueError:
+                pass
+        if value is not None and value == value:  # a number (not NaN) of a known, non-sleep type
+            kind = spec[0]
+            text = None
+            factor = spec[1].get(unit)
+            if factor is None:
+                kind_value = None
+            elif factor == 100.0 and value > 1.0 and unit == "%":
+                kind_value = value  # already a percentage (see rec.map_value)
+            else:
+                kind_value = value * factor
+        else:
+            kind, value, text, kind_value = rec.map_value(rtype, unit, raw, float(e - s))
         if beats:
             meta = dict(meta or {})
             meta["_beats"] = beats
-        key = (source, attrs.get("sourceVersion"), attrs.get("device"))
-        source_id = self._sources.get(key)
-        if source_id is None:
-            source_id = self._source(attrs)
-            if len(self._sources) > 4096:
-                self._sources.clear()
-            self._sources[key] = source_id
-        suffix = self.suffix
+        # (type id, source id, identity head) for this type, unit and source: one lookup.
+        key = (rtype, unit, source, get("sourceVersion"), get("device"))
+        ids = self._ids.get(key)
+        if ids is None:
+            ids = self._ids_for(key, attrs)
         self.batch.append((
-            self.person_id, rec.identity(rtype, source, s_utc, e_utc, raw or ""), rtype, kind, source_id, unit, value,
-            text, kind_value, s_utc + suffix, e_utc + suffix, offset, self._meta(meta) if meta else None,
+            self.person_id,
+            prefix + _blake2b(ids[2] + _TIMES(s, e) + (raw or "").encode(), digest_size=12).digest(),
+            ids[0], ids[1], value, text, kind_value, s, e, offset, self._meta(meta) if meta else None,
         ))
         if kind_value is not None and kind in _POINT:
             self.points.append(Measurement(
-                person=self.writer.person, kind=kind, time=rec.utc_datetime(s_utc), value=kind_value,
+                person=self.writer.person, kind=kind, time=datetime.fromtimestamp(s, timezone.utc), value=kind_value,
                 provenance=Provenance(source=f"apple_health:{source}", sha256=None, received_at=self.received_at,
                                       name=self.name),
             ))
+
+    def _ids_for(self, key: tuple, attrs: dict) -> tuple[int, int, bytes]:
+        rtype, unit, source = key[0], key[1], key[2]
+        ids = (self._types.get((rtype, unit)) or self._type(rtype, unit), self._source(attrs), rec.identity_head(rtype, source))
+        if len(self._ids) > 4096:  # bounded: device strings change often (see rec.normalise_device)
+            self._ids.clear()
+        self._ids[key] = ids
+        return ids
+
+    def _type(self, rtype: str, unit: str | None) -> int:
+        """The id of (type, unit), with the kind the type maps to (sleep: every stage,
+        though only the asleep ones get a kind value)."""
+        spec = _KINDS.get(rtype)
+        kind = spec[0] if spec is not None else ("sleep_s" if rtype == rec.SLEEP else None)
+        found = self.writer.type_id(rtype, unit, kind)
+        if len(self._types) > 4096:
+            self._types.clear()
+        self._types[(rtype, unit)] = found
+        return found
+
+    def _date(self, text: str) -> tuple[int, int] | None:
+        """(UTC epoch seconds, offset seconds) of any readable date; None (the record
+        counted as rejected) when unreadable. The hour of a date in the usual shape is
+        cached for the fast path in :meth:`record`."""
+        try:
+            utc, offset = self.dates.parse(text)
+            seconds = rec.utc_seconds(utc)
+        except rec.BadDate as exc:
+            self._reject("unreadable date", str(exc))
+            return None
+        into = _MINUTES.get(text[13:19])
+        if len(text) == 25 and text[10] == " " and text[19] == " " and into is not None:
+            if len(self._hours) > 65536:  # bounded; clustered dates refill it at once
+                self._hours.clear()
+            base = seconds - into
+            # The hour prefix is shared by the whole local hour only for a whole-hour offset.
+            whole = rec.identity_hour(base) if offset % 3600 == 0 else None
+            self._hours[text[:13] + text[19:]] = (base, offset, whole)
+        return seconds, offset
 
     def _meta(self, meta: dict) -> str | None:
         """Metadata as JSON; the same few small dicts repeat millions of times, so they are cached."""
@@ -184,13 +264,16 @@ class _Collector(Handler):
         try:
             s_utc, offset = self.dates.parse(attrs.get("startDate") or "")
             e_utc, _ = self.dates.parse(attrs.get("endDate") or "")
+            s, e = rec.utc_seconds(s_utc), rec.utc_seconds(e_utc)
         except rec.BadDate as exc:
             self._reject("unreadable date", str(exc))
             return
+        rtype = attrs["type"]
+        type_id = self._types.get((rtype, None)) or self._type(rtype, None)
         self.batch.append((
-            self.writer.person_id, rec.identity(attrs["type"], source, s_utc, e_utc, identity_value), attrs["type"], None,
-            self._source(attrs), None, None, identity_value if not local_day else None, None,
-            s_utc + self.suffix, e_utc + self.suffix, None if local_day else offset, health.metadata_json(meta),
+            self.writer.person_id, rec.identity(rtype, source, s, e, identity_value), type_id, self._source(attrs),
+            None, identity_value if not local_day else None, None, s, e, None if local_day else offset,
+            health.metadata_json(meta),
         ))
 
     def workout(self, tree: list) -> None:
@@ -202,6 +285,12 @@ class _Collector(Handler):
 
 
 _POINT = frozenset(rec.POINT_KINDS)
+_KINDS = rec.KINDS  # SLEEP is not in it: its value is a category, handled by rec.map_value
+# Every valid ":MM:SS" -> seconds into the hour: one lookup checks and converts the
+# part of a date that is not cached.
+_MINUTES = {f":{m:02d}:{s:02d}": 60 * m + s for m in range(60) for s in range(60)}
+_blake2b = hashlib.blake2b
+_TIMES = rec.IDENTITY_TIMES.pack
 
 
 @dataclass
@@ -234,15 +323,18 @@ class AppleHealthImporter:
                         progress(export.total if final else export.position(), export.total)
 
                 try:
-                    with export.main() as stream:
-                        parse_stream(stream, collector, export.main_name if export._zip else name, after_chunk=flush)
-                except DecodeError as exc:
-                    # Damaged after a good start (a truncated download): keep what was read,
-                    # as the file decoders salvage a truncated recording; nothing read -> reject.
-                    if collector.index == 0 and collector.workouts == 0:
-                        raise
-                    report.warnings.append(f"the export is damaged, everything before the damage was kept: {exc}")
-                flush(final=True)
+                    try:
+                        with export.main() as stream:
+                            parse_stream(stream, collector, export.main_name if export._zip else name, after_chunk=flush)
+                    except DecodeError as exc:
+                        # Damaged after a good start (a truncated download): keep what was read,
+                        # as the file decoders salvage a truncated recording; nothing read -> reject.
+                        if collector.index == 0 and collector.workouts == 0:
+                            raise
+                        report.warnings.append(f"the export is damaged, everything before the damage was kept: {exc}")
+                    flush(final=True)
+                finally:
+                    batches.close()  # on an error too: the batches already read are a committed prefix
                 report.measurements = batches.new
                 report.skipped = batches.seen - batches.new + min(collector.skip, collector.index)
                 spool.seek(0)
@@ -294,17 +386,45 @@ class AppleHealthImporter:
 
 
 class _BatchWriter:
-    """Commits batches in document order, so the checkpoint always names a prefix of
-    the document. (A writer thread was tried: with sqlite3 holding the GIL while it
-    binds parameters it gained nothing measurable here, so the writes stay inline.)"""
+    """Commits batches on a writer thread, in document order, so the checkpoint always
+    names a prefix of the document.
+
+    The thread overlaps the database's work (SQLite's B-tree inserts and commits and
+    PostgreSQL's COPY all run without the GIL) with the parse. The queue holds at most
+    two batches, which bounds memory and makes a slow database slow the parse down.
+    """
 
     def __init__(self, writer: health.RecordWriter) -> None:
         self.writer = writer
         self.new = self.seen = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="apple-health-writer", daemon=True)
+        self._thread.start()
 
     def put(self, batch: list, points: list, key: str, done: int) -> None:
-        self.new += self.writer.write(batch, points, export_key=key, done=done)
-        self.seen += len(batch)
+        if self._error is not None:
+            raise self._error
+        self._queue.put((batch, points, key, done))
+
+    def close(self) -> None:
+        """Wait until every batch is committed; raises what the writer raised."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            with self.writer.bulk() as write:
+                while (item := self._queue.get()) is not None:
+                    batch, points, key, done = item
+                    self.new += write(batch, points, export_key=key, done=done)
+                    self.seen += len(batch)
+        except BaseException as exc:  # handed to the importing thread by put/close
+            self._error = exc
+            while self._queue.get() is not None:  # keep put() from blocking forever
+                pass
 
 
 def _one_per_time(samples: list[tuple[datetime, float]]) -> list[tuple[datetime, float]]:

@@ -13,7 +13,9 @@ address that changes on every export), metadata (order and keys vary by iOS vers
 
 from __future__ import annotations
 
+import calendar
 import hashlib
+import struct
 from datetime import datetime, timedelta, timezone
 
 # HealthKit type -> (fithub kind, {unit: factor to the kind's unit}).
@@ -147,30 +149,46 @@ def parse_date(text: str) -> tuple[datetime, int]:
     return utc_datetime(utc), offset
 
 
-_HOURS: dict[str, int] = {}
+def utc_seconds(utc: str) -> int:
+    """A parsed ``YYYY-MM-DD HH:MM:SS`` UTC string as seconds since 1970; BadDate for a
+    minute or second out of range (which :class:`DateParser` lets through)."""
+    try:
+        moment = datetime(int(utc[0:4]), int(utc[5:7]), int(utc[8:10]), int(utc[11:13]), int(utc[14:16]),
+                          int(utc[17:19]), tzinfo=timezone.utc)
+    except ValueError as exc:
+        raise BadDate(f"unreadable date {utc!r}") from exc
+    return calendar.timegm(moment.utctimetuple())
 
 
-def identity(rtype: str, source: str, start: str, end: str, value: str) -> bytes:
-    """16 bytes naming a record (see the module docstring for what is left out).
+def identity_hour(start_s: int) -> bytes:
+    """The identity's first 4 bytes for a start in epoch seconds: the UTC hour as hours
+    since 1970 (the same as :func:`hub.storage.health.key_hour`)."""
+    return (start_s // 3600 & 0xFFFFFFFF).to_bytes(4, "big")
 
-    The first 4 bytes are the UTC hour of the start (``YYYYMMDDHH`` as a number), the
-    other 12 a hash. Records arrive roughly in time order, so their index entries land
-    near each other instead of at random places in a unique index of millions of
-    entries, which keeps the database's page cache effective; 96 bits of hash still
-    make a collision within one hour practically impossible.
+
+def identity(rtype: str, source: str, start_s: int, end_s: int, value: str) -> bytes:
+    """16 bytes naming a record (see the module docstring for what is left out); the
+    times are UTC epoch seconds, so the same instant written with another offset by a
+    later export is the same record.
+
+    The first 4 bytes are the UTC hour of the start (:func:`identity_hour`), the other
+    12 a hash. The identity is the records' primary key, so records arriving roughly
+    in time order land near each other instead of at random places in a tree of
+    millions of entries (the page cache stays effective), and a time range is a key
+    range. 96 bits of hash make a collision within one hour practically impossible.
+    ``AppleHealthImporter`` computes the same bytes inline on its hot path.
     """
-    prefix = start[:13]
-    hour = _HOURS.get(prefix)
-    if hour is None:
-        try:
-            hour = int(prefix[0:4] + prefix[5:7] + prefix[8:10] + prefix[11:13]) & 0xFFFFFFFF
-        except ValueError:
-            hour = 0
-        if len(_HOURS) > 65536:
-            _HOURS.clear()
-        _HOURS[prefix] = hour
-    digest = hashlib.blake2b(f"{rtype}\x1f{source}\x1f{start}\x1f{end}\x1f{value}".encode(), digest_size=12).digest()
-    return hour.to_bytes(4, "big") + digest
+    data = identity_head(rtype, source) + IDENTITY_TIMES.pack(start_s, end_s) + value.encode()
+    return identity_hour(start_s) + hashlib.blake2b(data, digest_size=12).digest()
+
+
+# What the identity hashes: type and source (which cannot contain the separator: XML
+# forbids the control character), both times as fixed-width integers, then the value.
+IDENTITY_TIMES = struct.Struct(">qq")
+
+
+def identity_head(rtype: str, source: str) -> bytes:
+    return f"{rtype}\x1f{source}\x1f".encode()
 
 
 _SPEC_CACHE: dict[tuple[str, str | None], tuple[str | None, float | None]] = {}
@@ -213,4 +231,4 @@ def map_value(rtype: str, unit: str | None, raw: str | None, seconds: float = 0.
 
 
 __all__ = ["ADDITIVE_KINDS", "DAILY_TYPES", "KINDS", "POINT_KINDS", "BadDate", "DateParser",
-           "identity", "map_value", "normalise_device", "parse_date", "utc_datetime"]
+           "IDENTITY_TIMES", "identity", "identity_head", "identity_hour", "map_value", "normalise_device", "parse_date", "utc_datetime", "utc_seconds"]

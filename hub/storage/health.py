@@ -1,9 +1,12 @@
 """Storage of bulk health records (Apple Health): batched writes, resume, daily totals.
 
 Kept out of :mod:`hub.storage.repository` because its shape is different: millions of
-small rows written in batches straight through the driver (``executemany`` of
-prepared tuples; SQLAlchemy's per-row type processing would cost more than the XML
-parse), each batch committed together with the import's checkpoint.
+small rows written in batches straight through the driver (multi-row INSERTs of
+prepared tuples on SQLite, COPY on PostgreSQL; SQLAlchemy's per-row type processing
+would cost more than the XML parse), each batch committed together with the
+import's checkpoint. Rows are narrow (type and source are ids, times are epoch
+seconds) and keyed by their identity alone, whose first bytes are the start hour
+(:func:`key_hour`): one B-tree per insert, and time ranges are key ranges.
 
 Daily totals of additive kinds follow the Health app's rule: where records of
 several sources overlap in time, the highest-priority source counts and a lower one
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import bisect
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -34,18 +39,24 @@ from hub.storage.schema import (
     health_records,
     health_source_priority,
     health_sources,
+    health_types,
     measurements,
     persons,
 )
 
-RECORD_COLUMNS = ("person_id", "identity", "type", "kind", "source_id", "unit", "value", "text_value",
-                  "kind_value", "start_utc", "end_utc", "utc_offset_s", "metadata")
+RECORD_COLUMNS = ("person_id", "identity", "type_id", "source_id", "value", "text_value", "kind_value",
+                  "start_s", "end_s", "utc_offset_s", "metadata")
 
+
+# Rows per SQLite INSERT statement: 2900 x 11 parameters stay under the 32766 SQLite
+# allows since 3.32 (90 under the 999 of older builds). Long statements also let a
+# writer thread run longer without the GIL (sqlite3 releases it only around a step).
+ROWS_PER_INSERT = 2900 if sqlite3.sqlite_version_info >= (3, 32) else 90
 
 # SQLite page cache (KB) of the connection that writes an import: the upper levels of
 # the records' key tree and the pages being filled stay in memory. Counted against
 # the import's 150 MB memory bound.
-BULK_CACHE_KB = 32 * 1024
+BULK_CACHE_KB = 16 * 1024
 
 
 def _insert(conn: sa.Connection, table: sa.Table):
@@ -60,15 +71,6 @@ def person_id(engine: sa.Engine, name: str) -> int:
             return conn.execute(sa.select(persons.c.id).where(persons.c.name == name)).scalar_one()
 
 
-def utc_text(dialect: str):
-    """How a ``YYYY-MM-DD HH:MM:SS`` UTC string is bound for ``dialect``: the exact text
-    SQLAlchemy's SQLite DATETIME stores (so comparisons and reads agree), or an
-    explicit UTC literal PostgreSQL casts to timestamptz."""
-    if dialect == "sqlite":
-        return lambda s: s + ".000000"
-    return lambda s: s + "+00"
-
-
 class RecordWriter:
     """Writes batches of record tuples for one person; one instance per import."""
 
@@ -78,11 +80,13 @@ class RecordWriter:
         self.person = person
         self.person_id = person_id(engine, person)
         self._sources: dict[tuple[str, str, str], int] = {}
+        self._types: dict[tuple[str, str], int] = {}
+        self._kinds: dict[int, str | None] = {}
         mark = "?" if self.dialect == "sqlite" else "%s"
-        self._sql = (
-            f"INSERT INTO health_records ({', '.join(RECORD_COLUMNS)}) VALUES ({', '.join([mark] * len(RECORD_COLUMNS))}) "
-            "ON CONFLICT (person_id, identity) DO NOTHING"
-        )
+        row = f"({', '.join([mark] * len(RECORD_COLUMNS))})"
+        insert = f"INSERT INTO health_records ({', '.join(RECORD_COLUMNS)}) VALUES "
+        self._sql = f"{insert}{row} ON CONFLICT (person_id, identity) DO NOTHING"
+        self._sql_many = f"{insert}{', '.join([row] * ROWS_PER_INSERT)} ON CONFLICT (person_id, identity) DO NOTHING"
 
     def source_id(self, name: str, version: str | None, device: str | None) -> int:
         key = (name, version or "", device or "")
@@ -105,6 +109,29 @@ class RecordWriter:
         self._sources[key] = found
         return found
 
+    def type_id(self, rtype: str, unit: str | None, kind: str | None) -> int:
+        """The id of (type, unit), created when missing; ``kind`` is what the type maps to."""
+        key = (rtype, unit or "")
+        found = self._types.get(key)
+        if found is not None:
+            return found
+        with self.engine.connect() as conn:
+            with conn.execution_options(**{WRITE: True}).begin():
+                conn.execute(
+                    _insert(conn, health_types).on_conflict_do_nothing(index_elements=["type", "unit"]),
+                    [{"type": key[0], "unit": key[1], "kind": kind}],
+                )
+                found, stored = conn.execute(
+                    sa.select(health_types.c.id, health_types.c.kind).where(
+                        health_types.c.type == key[0], health_types.c.unit == key[1])
+                ).one()
+        if len(self._types) > 4096:  # bounded: real exports have a few dozen types
+            self._types.clear()
+            self._kinds.clear()
+        self._types[key] = found
+        self._kinds[found] = stored
+        return found
+
     def checkpoint(self, export_key: str) -> tuple[int, bool]:
         """(records already committed, finished) for this export, (0, False) when new."""
         with self.engine.connect() as conn:
@@ -117,9 +144,9 @@ class RecordWriter:
 
     def write(self, records: Sequence[tuple], points: Iterable[Measurement], *, export_key: str, done: int,
               finished: bool = False) -> int:
-        """Insert ``records`` (tuples in :data:`RECORD_COLUMNS` order, times already
-        bound with :func:`utc_text`), the point measurements, and the checkpoint, in one
-        transaction. Returns how many records were new."""
+        """Insert ``records`` (tuples in :data:`RECORD_COLUMNS` order, type and source
+        ids from :meth:`type_id` and :meth:`source_id`), the point measurements, and the
+        checkpoint, in one transaction. Returns how many records were new."""
         with self.engine.connect() as conn:
             return self._write(conn, records, points, export_key=export_key, done=done, finished=finished)
 
@@ -154,13 +181,7 @@ class RecordWriter:
             if records and self.dialect == "postgresql":
                 new = self._copy_in(conn, records)
             elif records:
-                # The raw cursor: SQLAlchemy's executemany would wrap every row first.
-                cursor = conn.connection.dbapi_connection.cursor()
-                try:
-                    cursor.executemany(self._sql, records)
-                    new = max(cursor.rowcount, 0)
-                finally:
-                    cursor.close()
+                new = self._insert_sqlite(conn, records)
             if new:
                 # In the batch's transaction, like every event: at least once per stored batch.
                 append_events(conn, [Event(
@@ -168,7 +189,8 @@ class RecordWriter:
                     key=f"{MEASUREMENT_STORED}:{self.person}:health:{export_key}:{done}",
                     person=self.person,
                     payload={"source": "apple_health", "export": export_key, "count": new,
-                             "kinds": sorted({r[3] for r in records if r[3]})},
+                             "kinds": sorted({k for k in map(self._kinds.get, {r[2] for r in records if r[6] is not None})
+                                              if k})},
                 )])
             if points:
                 conn.execute(
@@ -180,6 +202,27 @@ class RecordWriter:
             self._save_checkpoint(conn, export_key, done, finished)
         return new
 
+    def _insert_sqlite(self, conn: sa.Connection, records: Sequence[tuple]) -> int:
+        """SQLite: INSERTs of :data:`ROWS_PER_INSERT` rows each on the raw cursor.
+
+        SQLAlchemy's executemany would wrap every row first; the driver's executemany
+        steps (and drops and retakes the GIL) once per row, which costs more than the
+        insert itself here and starves a writer thread of the GIL.
+        """
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            new = 0
+            whole = len(records) - len(records) % ROWS_PER_INSERT
+            for at in range(0, whole, ROWS_PER_INSERT):
+                cursor.execute(self._sql_many, list(chain.from_iterable(records[at:at + ROWS_PER_INSERT])))
+                new += max(cursor.rowcount, 0)
+            if whole < len(records):
+                cursor.executemany(self._sql, records[whole:])
+                new += max(cursor.rowcount, 0)
+            return new
+        finally:
+            cursor.close()
+
     def _copy_in(self, conn: sa.Connection, records: Sequence[tuple]) -> int:
         """PostgreSQL: COPY the batch into a temporary table, then one INSERT ... SELECT
         ON CONFLICT DO NOTHING. Several times faster than executemany, which sends one
@@ -187,9 +230,9 @@ class RecordWriter:
         cols = ", ".join(RECORD_COLUMNS)
         with conn.connection.dbapi_connection.cursor() as cur:
             cur.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS health_records_load (person_id integer, identity bytea, type text, "
-                "kind text, source_id integer, unit text, value double precision, text_value text, "
-                "kind_value double precision, start_utc timestamptz, end_utc timestamptz, utc_offset_s integer, "
+                "CREATE TEMP TABLE IF NOT EXISTS health_records_load (person_id integer, identity bytea, "
+                "type_id integer, source_id integer, value double precision, text_value text, "
+                "kind_value double precision, start_s bigint, end_s bigint, utc_offset_s integer, "
                 "metadata text) ON COMMIT DELETE ROWS"
             )
             with cur.copy(f"COPY health_records_load ({cols}) FROM STDIN") as copy:
@@ -217,33 +260,35 @@ class RecordWriter:
 # -- reading --------------------------------------------------------------------------------------------
 
 
-def key_hour(t: datetime) -> bytes:
-    """The first 4 bytes of the identity of a record starting in the UTC hour of ``t``:
-    ``YYYYMMDDHH`` as a big-endian number, so byte order is time order and an hour
-    range is a range of the records' primary key."""
-    t = t.astimezone(timezone.utc)
-    return ((t.year * 1_000_000 + t.month * 10_000 + t.day * 100 + t.hour) & 0xFFFFFFFF).to_bytes(4, "big")
+def key_hour(t: datetime | float) -> bytes:
+    """The first 4 bytes of the identity of a record starting in the UTC hour of ``t``
+    (a datetime or epoch seconds): hours since 1970 as a big-endian number, so byte
+    order is time order and an hour range is a range of the records' primary key."""
+    seconds = t.timestamp() if isinstance(t, datetime) else t
+    return (int(seconds) // 3600 & 0xFFFFFFFF).to_bytes(4, "big")
 
 
 def samples_between(engine: sa.Engine, person_id_: int, kind: str, start: datetime, end: datetime) -> list[tuple[datetime, float, str]]:
     """(time, value in the kind's unit, source name) of point records of ``kind`` in [start, end]."""
+    first, last = start.timestamp(), end.timestamp()
     query = (
-        sa.select(health_records.c.start_utc, health_records.c.kind_value, health_sources.c.name)
+        sa.select(health_records.c.start_s, health_records.c.kind_value, health_sources.c.name)
         .join(health_sources, health_sources.c.id == health_records.c.source_id)
+        .join(health_types, health_types.c.id == health_records.c.type_id)
         .where(
             health_records.c.person_id == person_id_,
             # The key range of the hours concerned (see key_hour); the columns decide exactly.
-            health_records.c.identity >= key_hour(start),
-            health_records.c.identity < key_hour(end + timedelta(hours=1)),
-            health_records.c.kind == kind,
-            health_records.c.start_utc >= start,
-            health_records.c.start_utc <= end,
+            health_records.c.identity >= key_hour(first),
+            health_records.c.identity < key_hour(last + 3600),
+            health_types.c.kind == kind,
+            health_records.c.start_s >= first,
+            health_records.c.start_s <= last,
             health_records.c.kind_value.is_not(None),
         )
-        .order_by(health_records.c.start_utc, health_sources.c.name)
+        .order_by(health_records.c.start_s, health_sources.c.name)
     )
     with engine.connect() as conn:
-        return [(r[0], float(r[1]), r[2]) for r in conn.execute(query)]
+        return [(datetime.fromtimestamp(r[0], timezone.utc), float(r[1]), r[2]) for r in conn.execute(query)]
 
 
 def count_records(engine: sa.Engine, person: str | None = None) -> int:
@@ -326,22 +371,24 @@ def daily_totals(engine: sa.Engine, person: str, kind: str, first: date | None =
             return {}
         rank_of = {name: rank for name, rank, _ in _ranking(conn, pid)}
         query = (
-            sa.select(health_records.c.start_utc, health_records.c.end_utc, health_records.c.kind_value,
+            sa.select(health_records.c.start_s, health_records.c.end_s, health_records.c.kind_value,
                       health_records.c.utc_offset_s, health_sources.c.name)
             .join(health_sources, health_sources.c.id == health_records.c.source_id)
-            .where(health_records.c.person_id == pid, health_records.c.kind == kind,
+            .join(health_types, health_types.c.id == health_records.c.type_id)
+            .where(health_records.c.person_id == pid, health_types.c.kind == kind,
                    health_records.c.kind_value.is_not(None))
         )
         # A day of local time lies within UTC-14 .. UTC+14 of its UTC date.
         if first is not None:
-            query = query.where(health_records.c.end_utc >= datetime.combine(first, datetime.min.time(), timezone.utc) - timedelta(hours=15))
+            since = datetime.combine(first, datetime.min.time(), timezone.utc) - timedelta(hours=15)
+            query = query.where(health_records.c.end_s >= since.timestamp())
         if last is not None:
             # On a whole hour, so the key bound (see key_hour) is exact; the lower bound
-            # stays on end_utc alone: a record may start long before it ends.
-            bound = datetime.combine(last, datetime.min.time(), timezone.utc) + timedelta(hours=39)
-            query = query.where(health_records.c.identity < key_hour(bound), health_records.c.start_utc < bound)
+            # stays on end_s alone: a record may start long before it ends.
+            bound = (datetime.combine(last, datetime.min.time(), timezone.utc) + timedelta(hours=39)).timestamp()
+            query = query.where(health_records.c.identity < key_hour(bound), health_records.c.start_s < bound)
         pieces = [
-            Piece(s.timestamp(), e.timestamp(), float(v), int(off or 0), rank_of.get(name, 10_000))
+            Piece(float(s), float(e), float(v), int(off or 0), rank_of.get(name, 10_000))
             for s, e, v, off, name in conn.execute(query)
         ]
     totals = resolve_daily(pieces)
@@ -422,4 +469,4 @@ def metadata_json(entries: dict[str, str] | None) -> str | None:
 
 
 __all__ = ["RECORD_COLUMNS", "Piece", "RecordWriter", "count_records", "daily_totals", "default_rank", "key_hour",
-           "person_id", "priorities", "resolve_daily", "samples_between", "set_priority", "utc_text"]
+           "person_id", "priorities", "resolve_daily", "samples_between", "set_priority"]

@@ -341,27 +341,41 @@ health_sources = sa.Table(
     sa.UniqueConstraint("name", "version", "device"),
 )
 
-# Every HealthKit record of every type, as exported (value and unit as given), plus
-# its canonical kind and SI value when fithub knows the type. ``identity`` (see
+# A record's type as exported (HealthKit identifier and unit, "" for none) and the
+# fithub kind (hub.model.MEASUREMENT_KINDS) the type maps to, or NULL. Types are a
+# few dozen per export; naming them here keeps every record row narrow.
+health_types = sa.Table(
+    "health_types",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("unit", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text),
+    sa.UniqueConstraint("type", "unit"),
+)
+
+# Every HealthKit record of every type, as exported (value as given, type and unit in
+# health_types), plus its value in the kind's SI unit when fithub knows the type
+# (NULL otherwise, and for sleep stages that are not sleep). ``identity`` (see
 # connectors.apple_health.records.identity) makes re-import and overlapping exports
 # add only what is new. It is also the whole key: its first 4 bytes are the UTC
-# hour of the start, so a time range is a key range (workout HR, daily totals) and
-# no second index has to be kept up to date on every one of millions of inserts.
-# On SQLite the rows live in that key's B-tree (WITHOUT ROWID): one tree per insert.
+# hour of the start (hub.storage.health.key_hour), so a time range is a key range
+# (workout HR, daily totals) and no second index has to be kept up to date on each
+# of millions of inserts. On SQLite the rows live in that key's B-tree (WITHOUT
+# ROWID): one tree per insert. Times are epoch seconds: a fifth of the bytes of a
+# timestamp text, and what the daily-total arithmetic works in.
 health_records = sa.Table(
     "health_records",
     metadata,
     sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id"), primary_key=True),
     sa.Column("identity", sa.LargeBinary(16), primary_key=True),
-    sa.Column("type", sa.Text, nullable=False),  # HealthKit type identifier
-    sa.Column("kind", sa.Text),  # fithub kind (hub.model.MEASUREMENT_KINDS) or NULL
+    sa.Column("type_id", sa.Integer, sa.ForeignKey("health_types.id"), nullable=False),
     sa.Column("source_id", sa.Integer, sa.ForeignKey("health_sources.id"), nullable=False),
-    sa.Column("unit", sa.Text),
     sa.Column("value", sa.Double),  # numeric value as exported
     sa.Column("text_value", sa.Text),  # category value (sleep stage, ...) when not numeric
     sa.Column("kind_value", sa.Double),  # value in the kind's unit
-    sa.Column("start_utc", UTCDateTime, nullable=False),
-    sa.Column("end_utc", UTCDateTime, nullable=False),
+    sa.Column("start_s", sa.BigInteger, nullable=False),  # UTC, seconds since 1970
+    sa.Column("end_s", sa.BigInteger, nullable=False),
     sa.Column("utc_offset_s", sa.Integer),  # local time = UTC + offset, as the phone recorded it
     sa.Column("metadata", sa.Text),  # JSON object, NULL when there is none
     sqlite_with_rowid=False,

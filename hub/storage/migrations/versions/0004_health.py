@@ -6,6 +6,7 @@ Create Date: 2026-12-01
 
 - ``health_sources``: the app/device a record came from (name, version, device
   without the per-export object address).
+- ``health_types``: HealthKit type and unit of records, with the fithub kind.
 - ``health_records``: every record of every HealthKit type, with a content identity
   unique per person, so re-imports and overlapping exports add only what is new.
 - ``health_source_priority``: per-person source order for deduplicating overlapping
@@ -37,24 +38,32 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", "version", "device", name="uq_health_sources_name_version_device"),
     )
     op.create_table(
+        "health_types",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("type", sa.Text(), nullable=False),
+        sa.Column("unit", sa.Text(), nullable=False),
+        sa.Column("kind", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_health_types"),
+        sa.UniqueConstraint("type", "unit", name="uq_health_types_type_unit"),
+    )
+    op.create_table(
         "health_records",
         sa.Column("person_id", sa.Integer(), nullable=False),
         sa.Column("identity", sa.LargeBinary(16), nullable=False),
-        sa.Column("type", sa.Text(), nullable=False),
-        sa.Column("kind", sa.Text(), nullable=True),
+        sa.Column("type_id", sa.Integer(), nullable=False),
         sa.Column("source_id", sa.Integer(), nullable=False),
-        sa.Column("unit", sa.Text(), nullable=True),
         sa.Column("value", sa.Double(), nullable=True),
         sa.Column("text_value", sa.Text(), nullable=True),
         sa.Column("kind_value", sa.Double(), nullable=True),
-        sa.Column("start_utc", UTC, nullable=False),
-        sa.Column("end_utc", UTC, nullable=False),
+        sa.Column("start_s", sa.BigInteger(), nullable=False),
+        sa.Column("end_s", sa.BigInteger(), nullable=False),
         sa.Column("utc_offset_s", sa.Integer(), nullable=True),
         sa.Column("metadata", sa.Text(), nullable=True),
         # The identity starts with the UTC hour of the record's start: the key is also the
         # time index (see schema.py), and SQLite keeps the rows in it (WITHOUT ROWID).
         sa.PrimaryKeyConstraint("person_id", "identity", name="pk_health_records"),
         sa.ForeignKeyConstraint(["person_id"], ["persons.id"], name="fk_health_records_person_id_persons"),
+        sa.ForeignKeyConstraint(["type_id"], ["health_types.id"], name="fk_health_records_type_id_health_types"),
         sa.ForeignKeyConstraint(["source_id"], ["health_sources.id"], name="fk_health_records_source_id_health_sources"),
         sqlite_with_rowid=False,
     )
@@ -81,5 +90,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("health_imports", "health_source_priority", "health_records", "health_sources"):
+    for table in ("health_imports", "health_source_priority", "health_records", "health_types", "health_sources"):
         op.drop_table(table)
