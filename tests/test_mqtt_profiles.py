@@ -423,3 +423,118 @@ TIME_TEXT = st.one_of(
 def test_any_time_value_raises_only_payload_error(t, zone: str | None) -> None:
     _check("fithub", json.dumps({"v": 1, "t": t, "hr": 120}).encode(), zone=zone)
     _check("openscale", json.dumps({"date": t, "weight": 70.0}).encode(), zone=zone)
+
+
+# -- the fithub samples fast path -----------------------------------------------------------------------
+#
+# _samples_fast must accept exactly what the strict path accepts, with the same
+# readings, and leave everything else to it (or raise the very error it would).
+
+from connectors.mqtt import profiles_fithub  # noqa: E402
+from connectors.mqtt.profiles_common import EARLIEST, load_object  # noqa: E402
+from connectors.mqtt.utctext import naive_utc_text  # noqa: E402
+
+FAST_TOPIC = "fithub/strap-7/samples"
+NOW_S = NOW.timestamp()
+# Times at and around every boundary the paths check, in each form a device may send.
+SAMPLE_TIMES = [
+    NOW_S - 3600, NOW_S - 0.0000004, int(NOW_S * 1000) - 1, NOW_S + 86400, NOW_S + 86400.000001, NOW_S + 86401,
+    int(EARLIEST.timestamp()), EARLIEST.timestamp() - 0.0000004, EARLIEST.timestamp() - 1, 1e11, 1e11 + 1, 0, -1,
+    int(NOW_S), 2**64, -(2**64), 1e308, "2024-06-01T07:00:00.250Z", "2024-06-01T09:00:00+02:00",
+    "2024-06-01T07:00:00", "2024-13-01T07:00:00Z", True, None, [],
+]
+SAMPLE_VALUES = [0, 1, 19, 20, 250, 251, 20.0, 249.99, 250.0000001, -0.0, -1, 3000, 3000.5, 60, 89.5, -90, 180,
+                 -180.5, 5_000_000, 10**400 // 10**390, 2**80, "140", True, None, {}]
+SAMPLE_KEYS = ["t", "seq", "hr", "power", "cadence", "speed", "lat", "lon", "alt", "dist", "temp", "heart", "v"]
+SAMPLE_ITEM = st.dictionaries(
+    st.sampled_from(SAMPLE_KEYS),
+    st.one_of(st.sampled_from(SAMPLE_TIMES), st.sampled_from(SAMPLE_VALUES), st.integers(min_value=-2, max_value=2**64)),
+    max_size=6,
+)
+
+
+def _fast_and_strict(payload: bytes, zone: str | None = None):
+    """(fast readings or None or the error it raised, strict readings or its error)."""
+    options = ProfileOptions(zone=ZoneInfo(zone) if zone else None)
+    data = load_object(FAST_TOPIC, payload)
+    results = []
+    for path in (profiles_fithub._samples_fast, profiles_fithub._samples_strict):
+        try:
+            results.append(path("fithub", FAST_TOPIC, "strap-7", data, NOW, options))
+        except PayloadError as exc:
+            results.append(exc)
+    return results
+
+
+def _agree(payload: bytes, zone: str | None = None) -> list | None:
+    fast, strict = _fast_and_strict(payload, zone)
+    if isinstance(fast, PayloadError):  # only the header check may raise, and with the strict path's words
+        assert isinstance(strict, PayloadError) and str(fast) == str(strict)
+        return None
+    if fast is not None:
+        assert not isinstance(strict, PayloadError), f"fast path accepted what the strict path refuses: {strict}"
+        assert fast == strict
+        assert [r.key for r in fast] == [r.key for r in strict]
+        assert all(r.time.tzinfo is UTC for r in fast)
+    return fast
+
+
+def test_fast_path_takes_the_usual_messages_and_reads_them_like_the_strict_path() -> None:
+    t_ms = int(NOW_S * 1000) - 60_000
+    single = {"v": 1, "t": t_ms, "seq": 17, "hr": 141, "power": 230.0, "sport": "cycling", "person": "alice"}
+    batch = {"v": 1, "sport": "running", "samples": [
+        {"t": t_ms + 250 * i, "seq": i, "hr": 140 + i, "lat": 47.3769 + i / 1e5, "lon": 8.5417, "dist": 2.4 * i}
+        for i in range(50)]}  # fmt: skip
+    seconds = {"v": 1, "samples": [{"t": NOW_S - 60 + i + 0.5, "cadence": 88} for i in range(10)]}
+    iso = {"v": 1, "samples": [{"t": "2024-06-01T07:00:00.250Z", "hr": 120}, {"t": "2024-06-01T09:00:01+02:00", "hr": 121}]}
+    for body in (single, batch, seconds, iso):
+        readings = _agree(json.dumps(body).encode())
+        assert readings, f"the fast path did not take {str(body)[:80]}"
+    [r] = _agree(json.dumps(single).encode())
+    assert r.key == f"fithub|strap-7|{datetime.fromtimestamp(t_ms / 1000, UTC).isoformat(timespec='microseconds')}|17"
+    assert r.channels == {"hr_bpm": 141.0, "power_w": 230.0} and r.sport == "cycling" and r.person == "alice"
+    assert all(type(v) is float for r in _agree(json.dumps(batch).encode()) for v in r.channels.values())
+
+
+@pytest.mark.parametrize("body", [
+    {"v": 1, "t": 1717225200, "hr": 120, "heart": 120},  # unknown field
+    {"v": 2, "t": 1717225200, "hr": 120},
+    {"v": 1, "t": 1717225200},  # no channel
+    {"v": 1, "t": 1717225200, "lat": 47.0},
+    {"v": 1, "samples": []},
+    {"v": 1, "samples": [{"t": 1717225200, "hr": 120}, {"t": 1717225200, "hr": 121}]},  # same key twice
+    {"v": 1, "samples": [{"t": 1717225200, "hr": 120, "sport": "running"}]},
+    {"v": 1, "sport": "Running", "samples": [{"t": 1717225200, "hr": 120}]},
+    {"v": 1, "t": 946684800, "hr": 120},  # 2000-01-01: before EARLIEST
+    {"v": 1, "t": 1717225200, "hr": 120, "seq": -1},
+    {"v": 1, "t": 1717225200, "hr": 250.01},
+    {"v": 1, "t": "2024-06-01T07:00:00", "hr": 120},  # naive
+], ids=lambda b: json.dumps(b)[:60])  # fmt: skip
+def test_fast_path_leaves_every_refusal_to_the_strict_path(body: dict) -> None:
+    fast, strict = _fast_and_strict(json.dumps(body).encode())
+    assert isinstance(strict, PayloadError)
+    assert fast is None or (isinstance(fast, PayloadError) and str(fast) == str(strict))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items=st.lists(SAMPLE_ITEM, min_size=1, max_size=4), batch=st.booleans(),
+       zone=st.sampled_from([None, "Europe/Zurich"]))
+def test_fast_path_agrees_with_the_strict_path_on_near_valid_samples(items: list, batch: bool, zone: str | None) -> None:
+    body = {"v": 1, "samples": items} if batch else {"v": 1, **items[0]}
+    _agree(json.dumps(body).encode(), zone)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(t=st.floats(min_value=EARLIEST.timestamp() - 2, max_value=NOW_S + 86402) | st.integers(
+    min_value=int(EARLIEST.timestamp() * 1000) - 2000, max_value=int(NOW_S * 1000) + 86_402_000))
+def test_fast_path_times_and_keys_match_the_strict_path(t) -> None:
+    fast = _agree(json.dumps({"v": 1, "samples": [{"t": t, "hr": 120}, {"t": t, "seq": 3, "hr": 121}]}).encode())
+    if fast is not None:
+        assert fast[0].time == fast[1].time and fast[1].key.endswith("|3")
+
+
+@settings(max_examples=500, deadline=None)
+@given(when=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)),
+       sep=st.sampled_from(["T", " "]))
+def test_naive_utc_text_is_isoformat_without_the_offset(when: datetime, sep: str) -> None:
+    assert naive_utc_text(when, sep) == when.isoformat(sep, timespec="microseconds").removesuffix("+00:00")

@@ -450,3 +450,150 @@ def test_two_processes_closing_one_session_store_it_once(db_url, tmp_path) -> No
     finally:
         for s in stores:
             s.close()
+
+
+# -- the bulk insert and the two-stage worker, without a broker ---------------------------------------
+
+
+def test_bulk_sample_insert_stores_every_row_as_given_once(db_url, tmp_path) -> None:
+    """SQLite's multi-row INSERTs (full chunks and the remainder) and PostgreSQL's
+    unnest INSERT: each new row stored once with its values, repeats (in the batch
+    and from an earlier one) counted out, arrival order kept in the ids."""
+    from connectors.mqtt.readings import SampleReading
+    from connectors.mqtt.storage import LiveStore
+
+    store = Store(db_url, tmp_path / "home")
+    try:
+        live = LiveStore(store.engine, "mq")
+        t0 = datetime(2024, 6, 1, 7, 0, 0, 250000, tzinfo=UTC)
+        readings = [
+            (SampleReading(device=f"dev{i % 3}", time=t0 + timedelta(milliseconds=1001 * i),
+                           channels={"power_w": 200.0 + i, "hr_bpm": 120.5} if i % 2 else {"lat_deg": 47.5, "lon_deg": -8.25},
+                           key=f"k{i}", sport="cycling" if i % 5 == 0 else None), "alice" if i % 7 else None)
+            for i in range(237)
+        ]  # fmt: skip
+        repeats = [readings[3], readings[200]]
+        received = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
+        assert live.write(readings + repeats, [], [], received_at=received).samples == 237
+        assert live.write(readings[100:150], [], [], received_at=received).samples == 0
+        rows = [r for device in ("dev0", "dev1", "dev2") for r in live.open_rows(device)]
+        assert len(rows) == 237
+        by_key = {r.key: r for r in rows}
+        for reading, person in readings:
+            row = by_key[reading.key]
+            assert (row.device, row.time, row.channels, row.person, row.sport, row.received_at) == (
+                reading.device, reading.time, reading.channels, person, reading.sport, received)
+        assert [r.key for r in sorted(rows, key=lambda r: r.id)] == [r.key for r, _ in readings]
+    finally:
+        store.close()
+
+
+class _Worker:
+    """An Ingestor on a real SQLite LiveStore, fed Inbound messages directly."""
+
+    def __init__(self, tmp_path: Path, *, batch_max: int = 500, batch_ms: float = 20, decide=None) -> None:
+        from connectors.mqtt import profiles
+        from connectors.mqtt.ingest import Ingestor
+        from connectors.mqtt.profiles_common import ProfileOptions
+        from connectors.mqtt.storage import LiveStore
+
+        self.url = f"sqlite:///{tmp_path / 'fithub.db'}"
+        self.store = Store(self.url, tmp_path / "home")
+        self.acked: list[int] = []
+        self.commits: list[list[int]] = []
+        self.ingestor = Ingestor(
+            name="mq", subscriptions={"p/+/samples": ("fithub", ProfileOptions())}, parse=profiles.parse,
+            live=LiveStore(self.store.engine, "mq"), decide=decide or (lambda rs: [(r, "alice") for r in rs]),
+            import_activity=lambda r, p: None, ack=lambda m: self.acked.append(m.mid) or True,
+            batch_max=batch_max, batch_ms=batch_ms, log=logging.getLogger("fithub.test.mqtt"),
+        )
+        self.ingestor.on_commit = lambda batch, t: self.commits.append([m.mid for m in batch])
+
+    def message(self, mid: int, device: str = "strap1", payload: bytes | None = None):
+        from connectors.mqtt.client import Inbound
+
+        body = payload if payload is not None else json.dumps(
+            {"v": 1, "t": 1717225200 + mid, "hr": 100 + mid % 100}).encode()
+        return Inbound(topic=f"p/{device}/samples", payload=body, qos=1, mid=mid, retain=False,
+                       received_at=datetime.now(UTC), received_mono=time.monotonic(), connection=1)
+
+
+def test_worker_commits_everything_in_arrival_order_and_acks_only_committed(tmp_path) -> None:
+    w = _Worker(tmp_path, batch_max=40, batch_ms=5)
+    w.ingestor.start()
+    try:
+        for mid in range(1, 1001):
+            w.ingestor.put(w.message(mid, payload=b"{broken" if mid % 97 == 0 else None))
+            if mid % 250 == 0:
+                time.sleep(0.05)  # let some batches pile up behind a commit, some not
+        wait_until(lambda: w.ingestor.stats.committed == 1000, 30, "every message committed")
+    finally:
+        assert w.ingestor.stop(10)
+    committed = [mid for batch in w.commits for mid in batch]
+    assert committed == list(range(1, 1001))  # each once, in arrival order
+    assert w.acked == committed  # acknowledged after their commit, every one (bad payloads too)
+    assert all(len(batch) <= 40 for batch in w.commits)  # batch_max holds per transaction, merged or not
+    assert w.ingestor.stats.payload_errors == 10 and w.ingestor.stats.samples_new == 990
+    assert count(w.url, "SELECT count(*) FROM live_samples") == 990
+    w.store.close()
+
+
+def test_worker_isolates_a_message_that_breaks_its_batch(tmp_path) -> None:
+    """A bug on one message (here in deciding whose it is) costs that message only."""
+    def decide(readings):
+        if any(r.device == "cursed" for r in readings):
+            raise RuntimeError("bug")
+        return [(r, "alice") for r in readings]
+
+    w = _Worker(tmp_path, decide=decide, batch_ms=50)
+    w.ingestor.start()
+    try:
+        for mid in range(1, 21):
+            w.ingestor.put(w.message(mid, device="cursed" if mid == 7 else "strap1"))
+        wait_until(lambda: len(w.acked) == 20, 20, "every message acknowledged")
+    finally:
+        assert w.ingestor.stop(10)
+    assert count(w.url, "SELECT count(*) FROM live_samples") == 19
+    assert sorted(w.acked) == list(range(1, 21)) and w.ingestor.stats.payload_errors == 1
+    assert w.ingestor._thread is not None and not w.ingestor._thread.is_alive()  # stopped, not crashed
+    w.store.close()
+
+
+def test_worker_stop_commits_what_was_received(tmp_path) -> None:
+    w = _Worker(tmp_path, batch_ms=10_000)  # a window far longer than the test
+    w.ingestor.start()
+    for mid in range(1, 301):
+        w.ingestor.put(w.message(mid))
+    time.sleep(0.1)
+    assert w.ingestor.stats.committed == 0  # still gathering
+    assert w.ingestor.stop(10)
+    assert w.ingestor.stats.committed == 300 and sorted(w.acked) == list(range(1, 301))
+    assert count(w.url, "SELECT count(*) FROM live_samples") == 300
+    w.store.close()
+
+
+def test_worker_merges_what_waited_behind_a_slow_commit(tmp_path) -> None:
+    """While one commit is stuck (another process holds SQLite's write lock), the
+    parsed batches piling up behind it go into one transaction afterwards, not
+    one transaction each: slow commits mean fewer commits, not a growing queue."""
+    w = _Worker(tmp_path, batch_max=500, batch_ms=0)
+    lock = sqlite3.connect(str(tmp_path / "fithub.db"), isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    w.ingestor.start()
+    try:
+        w.ingestor.put(w.message(1))
+        time.sleep(0.3)  # its commit now waits for the lock
+        for mid in range(2, 302):
+            w.ingestor.put(w.message(mid))
+            time.sleep(0.001)  # trickling in: the parser hands them over in many small batches
+        wait_until(lambda: w.ingestor.queue.empty(), 10, "the parser to take every message")
+        time.sleep(0.1)
+        assert w.ingestor.stats.committed == 0 and w.acked == []
+        lock.execute("ROLLBACK")
+        wait_until(lambda: w.ingestor.stats.committed == 301, 30, "every message committed")
+    finally:
+        lock.close()
+        assert w.ingestor.stop(10)
+    assert len(w.commits) <= 3, [len(c) for c in w.commits]
+    assert [mid for c in w.commits for mid in c] == list(range(1, 302)) == w.acked
+    w.store.close()

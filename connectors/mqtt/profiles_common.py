@@ -112,10 +112,10 @@ def load_json(topic: str, payload: bytes) -> Any:
     if len(payload) > MAX_JSON_BYTES:
         raise PayloadError(topic, f"payload of {len(payload)} bytes is larger than {MAX_JSON_BYTES} for a JSON message")
     text = utf8(topic, payload)
-    if not text.strip():
+    if not text or text.isspace():
         raise PayloadError(topic, "empty payload where JSON was expected")
     try:
-        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(topic, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     except _BadJson as exc:
@@ -140,13 +140,21 @@ def _no_constant(name: str) -> Any:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            # Two values for one field: which one the sender meant is a guess.
-            raise _BadJson(f"duplicate key {key!r}")
-        result[key] = value
+    # Called for every JSON object of every message: build the dict in C and look
+    # for the culprit only when it came out shorter than the list of pairs.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                # Two values for one field: which one the sender meant is a guess.
+                raise _BadJson(f"duplicate key {key!r}")
+            seen.add(key)
     return result
+
+
+# One decoder for every message: json.loads with options builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
 
 
 def utf8(topic: str, payload: bytes) -> str:

@@ -15,6 +15,11 @@ from typing import Any
 
 from connectors.files.sniff import sniff
 from connectors.mqtt.profiles_common import (
+    _EPOCH_MS_ABOVE,
+    EARLIEST,
+    MAX_AHEAD,
+    RANGES,
+    UTC,
     IgnoredPayload,
     ProfileOptions,
     device_id,
@@ -25,6 +30,7 @@ from connectors.mqtt.profiles_common import (
     time_key,
     timestamp,
 )
+from connectors.mqtt.utctext import naive_utc_text
 from connectors.mqtt.readings import ActivityReading, MeasurementReading, PayloadError, Reading, SampleReading
 from hub.model import MEASUREMENT_KINDS
 
@@ -45,6 +51,8 @@ SAMPLE_FIELDS: dict[str, str] = {
 }
 _SAMPLE_META = {"t", "seq"}
 _SHARED = {"v", "sport", "person"}  # allowed on a single sample and on a batch
+_BATCH_TOP = frozenset(_SHARED | {"samples"})
+_SINGLE_TOP = frozenset(_SHARED | _SAMPLE_META | set(SAMPLE_FIELDS))
 _MEASUREMENT_FIELDS = {"t", "seq", "kind", "value", "extra"}
 # Extra values a measurement may carry, with their plausible range (see RANGES).
 EXTRA_FIELDS = ("impedance_ohm",)
@@ -95,6 +103,110 @@ def _seq(topic: str, where: str, item: dict[str, Any]) -> int | None:
 
 
 def _samples(
+    profile: str, topic: str, device: str, data: dict[str, Any], received_at: datetime, options: ProfileOptions
+) -> list[Reading]:
+    fast = _samples_fast(profile, topic, device, data, received_at, options)
+    if fast is not None:
+        return fast
+    return _samples_strict(profile, topic, device, data, received_at, options)
+
+
+# The fast path's table: wire name -> (model channel, lowest, highest plausible value).
+_FAST_FIELDS: dict[str, tuple[str, float, float]] = {
+    wire: (channel, *RANGES[channel]) for wire, channel in SAMPLE_FIELDS.items()
+}
+_EARLIEST_S = EARLIEST.timestamp()
+_SEQ_END = 2**63
+
+
+def _samples_fast(
+    profile: str, topic: str, device: str, data: dict[str, Any], received_at: datetime, options: ProfileOptions
+) -> list[Reading] | None:
+    """The readings of a well-formed samples message, or None as soon as anything
+    is unusual, and :func:`_samples_strict` then reads the message again and names
+    the problem. Every sample crosses this path at full ingest rate, so it checks
+    with exact-type tests and plain comparisons in one pass, and turns epoch-number
+    times into datetimes without the general :func:`timestamp` (ISO strings still
+    go through it). It accepts exactly what the strict path accepts and builds the
+    same readings; ``tests/test_mqtt_profiles.py`` holds the two against each other.
+    """
+    batch = "samples" in data
+    allowed = _BATCH_TOP if batch else _SINGLE_TOP
+    if not data.keys() <= allowed:
+        return None
+    sport, person = _header(topic, data, allowed)  # the strict path starts with the same call
+    if batch:
+        items = data["samples"]
+        if type(items) is not list or not items or len(items) > MAX_BATCH:
+            return None
+    else:
+        items = [{k: v for k, v in data.items() if k not in _SHARED}]
+    latest = received_at + MAX_AHEAD
+    # Numbers outside these bounds can still be valid (or fail with a reason):
+    # the strict path decides. Inside, fromtimestamp cannot fail and the result
+    # lies between EARLIEST and ``latest`` (checked again on the datetime).
+    low_s, high_s = _EARLIEST_S, latest.timestamp()
+    fields = _FAST_FIELDS
+    prefix = f"{profile}|{device}|"
+    readings: list[Reading] = []
+    keys: set[str] = set()
+    for item in items:
+        if type(item) is not dict:
+            return None
+        t = item.get("t")
+        kind = type(t)
+        if kind is int or kind is float:
+            # As timestamp(): number() makes it a float, above 1e11 it is milliseconds.
+            seconds = float(t) if kind is int and -1e300 < t < 1e300 else t
+            if type(seconds) is not float:
+                return None
+            if abs(seconds) > _EPOCH_MS_ABOVE:
+                seconds /= 1000.0
+            if not low_s <= seconds <= high_s + 1.0:
+                return None
+            when = datetime.fromtimestamp(seconds, UTC)
+            if when < EARLIEST or when > latest:
+                return None
+        elif kind is str:
+            try:
+                when = timestamp(topic, "t", t, received_at, options.zone)
+            except PayloadError:
+                return None
+        else:
+            return None
+        seq = None
+        channels: dict[str, float] = {}
+        for name, value in item.items():
+            spec = fields.get(name)
+            if spec is None:
+                if name == "t":
+                    continue
+                if name == "seq":
+                    seq = value
+                    if type(seq) is not int or not 0 <= seq < _SEQ_END:
+                        return None
+                    continue
+                return None  # an unknown field
+            kind = type(value)
+            if kind is float or kind is int:
+                channel, low, high = spec
+                if not low <= value <= high:  # also NaN and infinities
+                    return None
+                channels[channel] = float(value)
+            else:
+                return None
+        if not channels or ("lat_deg" in channels) != ("lon_deg" in channels):
+            return None
+        # time_key(profile, device, when, seq); ``when`` is already UTC here.
+        key = prefix + naive_utc_text(when) + ("+00:00" if seq is None else f"+00:00|{seq}")
+        if key in keys:
+            return None
+        keys.add(key)
+        readings.append(SampleReading.checked(device, when, channels, key, sport, person))
+    return readings
+
+
+def _samples_strict(
     profile: str, topic: str, device: str, data: dict[str, Any], received_at: datetime, options: ProfileOptions
 ) -> list[Reading]:
     batch = "samples" in data

@@ -10,9 +10,9 @@ How the parts fit (one job per module):
 
 - :mod:`.client`: the paho-mqtt session (persistent MQTT 5 session, QoS 1, manual
   acks, reconnects) feeding received messages into
-- :mod:`.ingest`: the worker that parses them with their topic's profile
-  (:mod:`.profiles`), stores each batch in one transaction (:mod:`.storage`) and
-  only then acknowledges them;
+- :mod:`.ingest`: the worker (a parser thread and a writer thread) that parses
+  them with their topic's profile (:mod:`.profiles`), stores each batch in one
+  transaction (:mod:`.storage`) and only then acknowledges them;
 - :mod:`.sessions`: a timer that turns the samples of devices that went quiet into
   activities (:mod:`.live`), stored like imported files so they merge with the
   watch's recording of the same workout.
