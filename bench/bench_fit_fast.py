@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_import import fit_files, make_long_ride, phase_fithub  # noqa: E402
+from bench_import import fit_files, make_long_ride  # noqa: E402
 
 DEFAULT_CORPUS = ROOT / ".." / "shared" / "fixtures" / "fit"
 
@@ -90,7 +90,33 @@ def phase_sdk(files: list[str]) -> dict:
     return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu, "records": records, "failed": failed}
 
 
-PHASES = {"fast": phase_fast, "fitdecode": phase_fitdecode, "sdk": phase_sdk, "import": phase_fithub}
+def phase_import(files: list[str]) -> dict:
+    """bench_import's fithub phase (same steps, same timed span), with its CPU time too."""
+    from connectors.files import decoders, sniff
+    from hub.inputs import iter_payloads
+    from hub.pipeline import Summary, ingest_all
+    from hub.storage import Store
+
+    with tempfile.TemporaryDirectory() as home:
+        store = Store(f"sqlite:///{home}/fithub.db", Path(home))
+        summary = Summary()
+        decs = decoders()
+        start, cpu = time.perf_counter(), time.process_time()
+        for outcome in ingest_all(store, iter_payloads(files), decoders=decs, sniff=sniff):
+            summary.add(outcome)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        store.close()
+    stored = summary.imported + summary.merged
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "imported": len(stored),
+        "rejected": len(summary.rejected),
+        "activities": sum(len(i.activity_ids) for i in stored),
+    }
+
+
+PHASES = {"fast": phase_fast, "fitdecode": phase_fitdecode, "sdk": phase_sdk, "import": phase_import}
 
 
 def run_phase(phase: str, files: list[str]) -> dict:
@@ -129,8 +155,10 @@ def main() -> None:
     size = sum(Path(f).stat().st_size for f in files) / 2**20
     results = {phase: best_of(phase, files, args.repeat) for phase in ("fitdecode", "sdk", "fast", "import")}
     base = results["fitdecode"]
+    # the machine may be shared: its load says how far the wall times can be trusted
+    load = "load average %.2f %.2f %.2f" % os.getloadavg()
     print(f"FIT corpus: {len(files)} files, {size:.1f} MiB; best of {args.repeat}; "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {load}")
     # wall time is what a user waits; CPU time is steadier on a shared machine
     print(f"  {'decoder':10} {'records':>9} {'seconds':>8} {'records/s':>11} {'x fitdecode':>12} "
           f"{'CPU s':>7} {'x (CPU)':>8} {'peak MiB':>9}")
@@ -143,13 +171,17 @@ def main() -> None:
               f"{r['cpu']:7.2f} {cpu_ratio:8.1f} {r['peak_rss_mb']:9.1f}")
     fast = results["fast"]
     print(f"  fast path handed {fast['fallbacks']} damaged files to fitdecode (included in its time)")
-    print(f"  target: fast >= 50x fitdecode -> {'ok' if base['seconds'] / fast['seconds'] >= 50 else 'MISSED'}")
+    print(f"  target: fast >= 50x fitdecode -> wall {'ok' if base['seconds'] / fast['seconds'] >= 50 else 'MISSED'}, "
+          f"CPU {'ok' if base['cpu'] / fast['cpu'] >= 50 else 'MISSED'}")
 
     imp = results["import"]
     ratio = base["seconds"] / imp["seconds"]
-    print(f"\nwhole `fithub import` of the corpus: {imp['seconds']:.2f} s, {imp['imported']} files imported "
-          f"({imp['activities']} activities), {imp['rejected']} rejected, peak {imp['peak_rss_mb']:.1f} MiB")
-    print(f"  plain fitdecode decode / fithub import: {ratio:.1f}x (target >= 20x -> {'ok' if ratio >= 20 else 'MISSED'})")
+    cpu_ratio = base["cpu"] / imp["cpu"]
+    print(f"\nwhole `fithub import` of the corpus: {imp['seconds']:.2f} s ({imp['cpu']:.2f} s CPU), "
+          f"{imp['imported']} files imported ({imp['activities']} activities), {imp['rejected']} rejected, "
+          f"peak {imp['peak_rss_mb']:.1f} MiB")
+    print(f"  plain fitdecode decode / fithub import: {ratio:.1f}x wall, {cpu_ratio:.1f}x CPU "
+          f"(target >= 20x -> {'ok' if ratio >= 20 else 'MISSED'})")
 
     with tempfile.TemporaryDirectory() as tmp:
         ride = Path(tmp) / "ten_hour_ride.fit"

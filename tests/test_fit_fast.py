@@ -363,3 +363,113 @@ def test_pure_python_crc_when_fastcrc_is_missing():
     proc = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
+
+
+# ---------------------------------------------------------------------------- speed paths
+# The scanner's shortcuts (runs of records found in growing windows, definitions
+# repeated before every message, invalid values found in the raw bytes, columns
+# merged from many runs of several layouts, the paused garbage collector) must give
+# exactly fitdecode's scan.
+
+
+def event(local: int, t: int) -> bytes:
+    # an event message: skipped by the fast scanner (it only keeps its timestamp)
+    return message(local, "IBB", t, 0, 4)
+
+
+def test_runs_of_every_length_across_the_search_windows():
+    body = file_id() + definition(1, 20, [(253, 4, UINT32), (3, 1, UINT8), (7, 2, UINT16)])
+    body += definition(2, 21, [(253, 4, UINT32), (0, 1, ENUM), (1, 1, ENUM)])
+    t = T0
+    lengths = [1, 2, 15, 16, 17, 63, 64, 65, 255, 256, 257, 1100]
+    for length in lengths:
+        for _ in range(length):
+            body += message(1, "IBH", t, 100 + t % 50, 200 + t % 7)
+            t += 1
+        body += event(2, t)
+    for _ in range(40):  # a last run up to the session
+        body += message(1, "IBH", t, 120, 210)
+        t += 1
+    scan = check_built(fit_file(body + session(3, T0, t - T0)), "runs")
+    assert scan.records == sum(lengths) + 40
+    assert scan.columns["timestamp"].values == list(range(T0, t))
+
+
+def test_definition_repeated_before_every_message():
+    # some devices define each message again right before it; an accumulated
+    # component restarts at every definition (fitdecode's rule)
+    rec = definition(1, 20, [(253, 4, UINT32), (8, 3, BYTE), (3, 1, UINT8)])
+    hrv = definition(2, 78, [(0, 2, UINT16)])
+    body = file_id()
+    for i in range(120):
+        packed = ((300 + i) | ((i * 75) & 0xFFF) << 12).to_bytes(3, "little")
+        body += rec + message(1, "I3sB", T0 + i, packed, 130 + i % 20)
+        body += hrv + message(2, "H", 700 + i % 13)
+    scan = check_built(fit_file(body + session(3, T0, 120)), "repeated definitions")
+    assert scan.records == 120 and len(scan.hrv) == 120
+
+
+def test_columns_with_few_many_and_no_valid_values():
+    fields = [(253, 4, UINT32), (3, 1, UINT8), (4, 1, UINT8), (7, 2, UINT16), (13, 1, SINT8)]
+    body = file_id() + definition(1, 20, fields)
+    n = 300
+    for i in range(n):
+        hr = 0xFF if i in (0, 1, 150, 299) else 90 + i % 60  # a few gaps, at both ends too
+        cadence = 0xFF if i % 2 else 80  # every other value missing
+        # valid powers whose bytes side by side spell the invalid 0xFFFF
+        power = 0xFF01 if i % 2 else 0x01FF
+        body += message(1, "IBBHb", T0 + i, hr, cadence, power, 0x7F)  # temperature: all invalid
+    scan = check_built(fit_file(body + session(2, T0, n)), "invalid values")
+    assert scan.columns["heart_rate"].rows == [i for i in range(n) if i not in (0, 1, 150, 299)]
+    assert scan.columns["cadence"].rows == list(range(0, n, 2))
+    assert len(scan.columns["power"].values) == n
+    assert "temperature" not in scan.columns
+
+
+def test_columns_merged_from_many_runs_of_several_layouts():
+    # three record layouts and compressed-timestamp records, in runs of 1 to 5,
+    # each column present in some of them and with gaps in some
+    body = file_id()
+    body += definition(1, 20, [(253, 4, UINT32), (3, 1, UINT8), (4, 1, UINT8)])
+    body += definition(2, 20, [(3, 1, UINT8), (253, 4, UINT32), (7, 2, UINT16)])
+    body += definition(3, 20, [(253, 4, UINT32), (7, 2, UINT16), (4, 1, UINT8), (3, 1, UINT8)])
+    t = T0
+    pattern = [(1, 3), (2, 1), (1, 1), (3, 5), (2, 2), (0, 2), (3, 1), (1, 4)]
+    for round_ in range(25):
+        for local, count in pattern:
+            for _ in range(count):
+                hr = 0xFF if (t + round_) % 11 == 0 else 100 + t % 40
+                if local == 1:
+                    body += message(1, "IBB", t, hr, 70 + t % 9)
+                elif local == 2:
+                    body += message(2, "BIH", hr, t, 150 + t % 30)
+                elif local == 3:
+                    body += message(3, "IHBB", t, 0xFFFF if t % 4 == 0 else 180, 0xFF, hr)
+                else:
+                    body += definition(0, 20, [(3, 1, UINT8)]) + compressed(0, t & 0x1F, "B", hr)
+                t += 1
+    scan = check_built(fit_file(body + session(5, T0, t - T0)), "merged columns")
+    assert scan.records == t - T0
+
+
+def test_garbage_collector_state_is_restored():
+    import gc
+
+    ride = simple_ride(20)
+    unsupported = fit_file(
+        file_id() + definition(1, 20, [(253, 4, UINT32), (3, 1, UINT8)]) + message(1, "IB", T0, 100)
+        + definition(2, 132, [(253, 4, UINT32), (9, 4, UINT32), (10, 3, BYTE)]) + message(2, "II3s", T0, 1000, b"\xff" * 3)
+    )
+    assert gc.isenabled()
+    try:
+        for data in (ride, ride[:-30], b"not a FIT file at all"):
+            scan_fit_fast(data)
+            assert gc.isenabled()
+        with pytest.raises(FastUnsupported):
+            scan_fit_fast(unsupported)
+        assert gc.isenabled()
+        gc.disable()  # a caller that runs without the collector keeps it off
+        scan_fit_fast(ride)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

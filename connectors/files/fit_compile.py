@@ -67,7 +67,10 @@ OUTPUT_MESSAGES = frozenset({MESG_RECORD, MESG_HRV, MESG_NUM_HR, MESG_NUM_DEVELO
 CACHE_LIMIT = 4096  # distinct definitions kept across files (a few per device model)
 
 
-@dataclass(frozen=True, slots=True)
+# Spec and Emit are never changed once made (layouts are shared across files), but
+# not frozen: a frozen dataclass sets each attribute through object.__setattr__,
+# several times slower to build, and a new device's definitions make thousands.
+@dataclass(slots=True)
 class Spec:
     """One field of a definition, as fitdecode reads it."""
 
@@ -85,7 +88,7 @@ BYTES = 2  # a byte array: dropped when all 0xFF
 STRING = 3  # a string: dropped when empty
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emit:
     """One value a FAST_RECORD message gives, in fitdecode's order of fields.
 
@@ -137,10 +140,12 @@ class Layout:
     # FAST_HR: (operation, offset in message, size or sentinel, unpack) in field order
     hr_ops: tuple[tuple[int, int, Any, Any], ...] = ()
     # GENERIC: the fields decoded (all, except in a record those nobody reads), and
-    # their raw values (None when invalid) read with one struct call
+    # their raw values (None when invalid) read with one struct call; made on first
+    # use by field_reader()
     decode_specs: tuple[Spec, ...] = ()
     read_raws: Callable[[Any, int], list[Any]] | None = None
     positions: dict[int, tuple[int, ...]] | None = None  # field number -> indexes in decode_specs
+    field_plan: tuple[tuple[int, Any, Any], ...] | None = None  # fit_fast_message's, made on first use
 
     @property
     def all_specs(self) -> tuple[Spec, ...]:
@@ -171,6 +176,13 @@ def resolve_base_type(base_type_num: int, size: int) -> Any:
     return base
 
 
+_BASES: dict[tuple[int, int], Any] = {}  # (base type number, size) -> resolve_base_type(), at most 256 * 256
+
+
+def _no_field(def_num: int) -> None:
+    return None  # a message the profile does not know has no known field
+
+
 def _spec(field: Any, def_num: int, base: Any, size: int, offset: int, is_dev: bool) -> Spec:
     return Spec(field, def_num, base, offset, int(size / base.size), is_dev)
 
@@ -193,9 +205,10 @@ def compile_layout(
     offset = 0
     poison = None
     accumulators: list[int] = []
+    profile_field = mesg_type.fields.get if mesg_type else _no_field
     for def_num, size, base_num in fields:
-        field = mesg_type.fields.get(def_num) if mesg_type else None
-        base = resolve_base_type(base_num, size)
+        field = profile_field(def_num)
+        base = _BASES.get((base_num, size)) or _BASES.setdefault((base_num, size), resolve_base_type(base_num, size))
         spec = _spec(field, def_num, base, size, offset, False)
         if spec.count == 0:
             poison = f"field {def_num} of message {global_num} has size 0"
@@ -221,14 +234,7 @@ def compile_layout(
         poison=poison,
         accumulators=tuple(accumulators),
     )
-    layout.decode_specs = _decode_specs(layout)
-    where: dict[int, list[int]] = {}
-    for i, spec in enumerate(layout.decode_specs):
-        if not spec.is_dev:
-            where.setdefault(spec.def_num, []).append(i)
-    layout.positions = {k: tuple(v) for k, v in where.items()}
     if poison is None:
-        layout.read_raws = _raw_reader(layout)
         if global_num == MESG_RECORD:
             _plan_record(layout)
         elif global_num == MESG_HRV:
@@ -238,6 +244,28 @@ def compile_layout(
         elif global_num not in OUTPUT_MESSAGES:
             _plan_skip(layout)
     return layout
+
+
+def field_reader(layout: Layout) -> Callable[[Any, int], list[Any]] | None:
+    """The field-by-field reader of a layout (:attr:`Layout.read_raws`), made on first use.
+
+    Most layouts never need one (skipped messages, records read as columns): making
+    it only when a message is decoded field by field saves much of the cost of
+    compiling the definitions of a new device. A poisoned layout has none (None).
+    """
+    if layout.read_raws is None:
+        specs = _decode_specs(layout)
+        where: dict[int, list[int]] = {}
+        for i, spec in enumerate(specs):
+            if not spec.is_dev:
+                where.setdefault(spec.def_num, []).append(i)
+        layout.decode_specs = specs
+        layout.positions = {k: tuple(v) for k, v in where.items()}
+        if layout.poison is None:
+            # last: a layout is shared (across files, maybe threads), and a reader
+            # seen means the specs and positions it goes with are there
+            layout.read_raws = _raw_reader(layout)
+    return layout.read_raws
 
 
 def _scalar(spec: Spec) -> bool:
@@ -358,6 +386,16 @@ def _raw_reader(layout: Layout) -> Callable[[Any, int], list[Any]]:
         index += spec.count if base.fmt != "s" else 1
     unpack = struct.Struct("".join(fmt)).unpack_from
 
+    if all(kind == _ONE or kind == _ONE_FLOAT for kind, _i, _j, _arg in steps):
+        # only scalars, one value each: one comprehension (a float's sentinel is NaN,
+        # the one value unequal to itself; no integer is)
+        invalids = tuple(arg for _kind, _i, _j, arg in steps)
+
+        def read_scalars(data: Any, payload: int) -> list[Any]:
+            return [None if v == inv or v != v else v for v, inv in zip(unpack(data, payload), invalids)]
+
+        return read_scalars
+
     def read_raws(data: Any, payload: int) -> list[Any]:
         values = unpack(data, payload)
         out = []
@@ -462,7 +500,7 @@ def _plan_record(layout: Layout) -> None:
                 return
             comps = f.components or ()
             whole = spec.count == 1 and is_integer(spec.base_type)
-            wanted_totals = any(c.accumulate and fields[c.def_num].name in RECORD_FIELDS for c in comps)
+            wanted_totals = bool(comps) and any(c.accumulate and fields[c.def_num].name in RECORD_FIELDS for c in comps)
             if comps and (not whole or wanted_totals):
                 if spec.base_type.identifier == BYTE_ID:
                     width = spec.count
@@ -517,4 +555,4 @@ def _plan_record(layout: Layout) -> None:
     layout.kind = FAST_RECORD
 
 
-__all__ = ["Layout", "LayoutCache", "Spec", "Emit", "compile_layout", "resolve_base_type", "FAST_RECORD", "SKIP", "GENERIC", "FAST_HRV", "FAST_HR", "NAN"]
+__all__ = ["Layout", "LayoutCache", "Spec", "Emit", "compile_layout", "field_reader", "resolve_base_type", "FAST_RECORD", "SKIP", "GENERIC", "FAST_HRV", "FAST_HR", "NAN"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .fit_compile import Layout, Spec
+from .fit_compile import Layout, Spec, field_reader
 from .fit_profile import (
     BASE_TYPE_BYTE,
     BASE_TYPES,
@@ -52,12 +52,20 @@ def accumulate(value: Any, base: Any, bits: int) -> Any:
     return out
 
 
+def _scale_number(raw: int | float, scale: Any, offset: Any) -> Any:
+    if scale:
+        raw = float(raw) / scale
+    if offset:
+        raw = raw - offset
+    return raw
+
+
 def scale_offset(owner: Any, raw: Any) -> Any:
     scale, offset = owner.scale, owner.offset
     if not scale and not offset:  # most fields: the value is the raw value
         return raw
-    if isinstance(raw, tuple):
-        return tuple(scale_offset(owner, x) for x in raw)
+    if isinstance(raw, tuple):  # an array (zone times in a lap...): each element alone
+        return tuple([_scale_number(x, scale, offset) if x.__class__ is int else scale_offset(owner, x) for x in raw])
     if isinstance(raw, (int, float)):
         if scale:
             raw = float(raw) / scale
@@ -80,15 +88,67 @@ def _subfield(f: Any, where: dict[int, tuple[int, ...]], raws: list[Any]) -> tup
     return f, None
 
 
+_PLAIN, _ENUM, _SCALED, _FULL = range(4)
+
+
+def _field_plan(layout: Layout) -> tuple[tuple[int, Any, Any], ...]:
+    """How :func:`decode_message` turns each raw value into its value, per decoded field.
+
+    Most fields of a summary message are plain numbers, enums or scaled numbers:
+    those take one step (``_PLAIN``: the raw value; ``_ENUM``: its name; ``_SCALED``:
+    the enum name or raw value, scaled). ``_FULL`` is the general rule, for what
+    can choose a subfield, expand components or move the reader's time base.
+    """
+    gnum = layout.global_num
+    plan = []
+    for spec in layout.decode_specs:
+        f = spec.field
+        moves_time = spec.def_num == FIELD_NUM_TIMESTAMP or (
+            gnum == MESG_NUM_HR and not spec.is_dev and spec.def_num == FIELD_NUM_HR_EVENT_TIMESTAMP
+        )
+        if moves_time or (f is not None and (f.subfields or f.components)):
+            plan.append((_FULL, f, None))
+        elif f is None:
+            plan.append((_PLAIN, None, None))
+        else:
+            enum = f.type.enum
+            if f.scale or f.offset:
+                plan.append((_SCALED, f, (enum, f.scale, f.offset)))
+            elif enum:
+                plan.append((_ENUM, f, enum))
+            else:
+                plan.append((_PLAIN, f, None))
+    return tuple(plan)
+
+
 def decode_message(layout: Layout, data: bytes, pos: int, time_offset: int | None, state: ReaderState) -> list[tuple[Any, Any, Any]]:
     """(field, value, raw value) of every field of the message at ``pos`` (its header byte)."""
     payload = pos + 1
+    read_raws = layout.read_raws or field_reader(layout)
     all_specs = layout.decode_specs
-    raws = layout.read_raws(data, payload)
+    raws = read_raws(data, payload)
+    plan = layout.field_plan
+    if plan is None:
+        plan = layout.field_plan = _field_plan(layout)
     out: list[tuple[Any, Any, Any]] = []
+    append = out.append
     gnum = layout.global_num
-    for spec, raw in zip(all_specs, raws):
-        f = spec.field
+    for (how, f, arg), spec, raw in zip(plan, all_specs, raws):
+        if how == _PLAIN:
+            append((f, raw, raw))
+            continue
+        if how == _ENUM:
+            append((f, arg.get(raw, raw), raw))
+            continue
+        if how == _SCALED:
+            enum, scale, offset = arg
+            value = enum.get(raw, raw) if enum else raw
+            if value.__class__ is int or value.__class__ is float:
+                value = _scale_number(value, scale, offset)
+            else:
+                value = scale_offset(f, value)
+            append((f, value, raw))
+            continue
         if f is not None:
             if f.subfields:
                 f, _parent = _subfield(f, layout.positions, raws)
@@ -123,7 +183,7 @@ def decode_message(layout: Layout, data: bytes, pos: int, time_offset: int | Non
             state.compressed_base = raw
         elif gnum == MESG_NUM_HR and not spec.is_dev and spec.def_num == FIELD_NUM_HR_EVENT_TIMESTAMP:
             state.hr_start = state.last_timestamp
-        out.append((f, value, raw))
+        append((f, value, raw))
     if time_offset is not None:
         ts = accumulate(time_offset, state.compressed_base, 5)
         state.compressed_base = ts
