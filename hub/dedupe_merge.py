@@ -23,9 +23,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import compress, repeat
+from operator import is_not
 from typing import Any
 
-from .derive import fill_summary
+from .derive import fill_summary, finite_values
 from .errors import ConfigError
 from .model import CHANNELS, Activity, SampleStream
 
@@ -255,7 +257,9 @@ def _single(only: _Prepared) -> Merged:
     activity = only.activity
     if only.version.shift_s:
         activity = replace(activity, start=only.start, **_shifted_details(activity, only.version.shift_s))
-    sources = {name: only.key for name in _channel_names(activity) if _count(activity, name)}
+    # Only whether a channel has any valid point matters here: stop at the first one
+    # instead of counting a whole recording.
+    sources = {name: only.key for name in _channel_names(activity) if _has_valid(activity, name)}
     for name, attribute in DETAILS.items():
         if getattr(activity, attribute):
             sources[name] = only.key
@@ -331,7 +335,21 @@ def _count(activity: Activity, name: str) -> int:
     columns = [activity.samples.columns.get(c) for c in GROUPS.get(name, (name,))]
     if any(c is None for c in columns):
         return 0
+    if len(columns) == 1:
+        return len(finite_values(columns[0]))
+    present = [list(map(is_not, c, repeat(None))) for c in columns]
+    rows = list(map(all, zip(*present)))  # instants where every column has a value
+    if all(math.isfinite(sum(compress(c, rows))) for c in columns):
+        return sum(rows)
     return sum(1 for values in zip(*columns) if all(_valid(v) for v in values))
+
+
+def _has_valid(activity: Activity, name: str) -> bool:
+    """Whether a channel has at least one valid point (stops at the first)."""
+    columns = [activity.samples.columns.get(c) for c in GROUPS.get(name, (name,))]
+    if any(c is None for c in columns):
+        return False
+    return any(all(_valid(v) for v in values) for values in zip(*columns))
 
 
 def _valid(v: float | None) -> bool:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import partial, reduce
+from itertools import compress, islice, repeat
+from operator import add, and_, ge, is_not, le, lt, sub
 
 from .model import Activity, SampleStream
 
@@ -71,6 +74,8 @@ def moving_time(offsets: list[float], distance: list[float | None] | None, speed
     """Seconds spent above :data:`MOVING_SPEED_MPS`, from speed or else distance deltas."""
     if len(offsets) < 2:
         return None
+    if speed is not None and None not in speed:
+        return _moving_time_from_speed(offsets, speed)
     total = 0.0
     known = False
     prev_t = offsets[0]
@@ -93,19 +98,43 @@ def moving_time(offsets: list[float], distance: list[float | None] | None, speed
     return total if known else None
 
 
-def _mean(column: list[float | None]) -> float | None:
+def _moving_time_from_speed(offsets: list[float], speed: list[float]) -> float:
+    """:func:`moving_time` when every sample has a speed, without a Python loop.
+
+    The same additions in the same order as the loop (``reduce``, not ``sum``, whose
+    compensated summation in newer Pythons could change the last bit)."""
+    later = islice(offsets, 1, None)
+    steps = list(map(sub, later, offsets))  # dt between each sample and the one before
+    moving = map(ge, islice(speed, 1, None), repeat(MOVING_SPEED_MPS))
+    short = map(and_, map(lt, repeat(0), steps), map(le, steps, repeat(MAX_MOVING_GAP_S)))
+    return reduce(add, compress(steps, map(and_, moving, short)), 0.0)
+
+
+_is_not_none = partial(is_not, None)
+
+
+def finite_values(column: list[float | None]) -> list[float]:
+    """The measured (non-gap, finite) values of a column, in order."""
+    present = list(filter(_is_not_none, column)) if None in column else list(column)
+    # A finite sum proves every value finite (one NaN or infinity poisons it), so the
+    # usual clean column needs no per-value check; otherwise (or on overflow) check.
+    try:
+        if math.isfinite(sum(present)):
+            return present
+    except OverflowError:  # an integer sum too large for a float
+        pass
+    return [v for v in present if math.isfinite(v)]
+
+
+def _mean(values: list[float]) -> float | None:
     # A plain per-sample mean: recorders sample at (near) fixed rates, and smart
     # recording's uneven spacing changes the result by well under a percent.
-    values = [v for v in column if v is not None and math.isfinite(v)]
     if not values:
         return None
     return sum(values) / len(values)
 
 
-def _max(column: list[float | None] | None) -> float | None:
-    if not column:
-        return None
-    values = [v for v in column if v is not None and math.isfinite(v)]
+def _max(values: list[float]) -> float | None:
     return max(values) if values else None
 
 
@@ -158,10 +187,15 @@ def fill_summary(activity: Activity) -> Activity:
                 continue
             # Average speed is distance over time (below), never a per-sample mean:
             # smart recording spaces samples unevenly, which biases such a mean.
-            if getattr(activity, f"avg_{stat}") is None and stat != "speed_mps":
-                changes[f"avg_{stat}"] = _mean(column)
-            if getattr(activity, f"max_{stat}") is None:
-                changes[f"max_{stat}"] = _max(column)
+            want_avg = getattr(activity, f"avg_{stat}") is None and stat != "speed_mps"
+            want_max = getattr(activity, f"max_{stat}") is None
+            if not (want_avg or want_max):
+                continue
+            values = finite_values(column)  # once for both statistics
+            if want_avg:
+                changes[f"avg_{stat}"] = _mean(values)
+            if want_max:
+                changes[f"max_{stat}"] = _max(values)
     elapsed = changes.get("elapsed_s", activity.elapsed_s)
     moving = changes.get("moving_s", activity.moving_s)
     distance = changes.get("distance_m", activity.distance_m)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import deque
+from itertools import compress, repeat
+from operator import eq, is_, le, mul, sub
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -132,8 +134,18 @@ def make_clock(scan: Scan, record_ts: Sparse | None) -> Clock:
 # ---------------------------------------------------------------------------- samples
 
 
-def dense(sparse: Sparse | None, n: int, scale: float | None = None, limit: float | None = None) -> list[Any] | None:
-    """Expand a sparse column to ``n`` rows; non-numbers and out-of-range values are gaps."""
+def dense(
+    sparse: Sparse | None,
+    n: int,
+    scale: float | None = None,
+    limit: float | None = None,
+    index: list[int] | None = None,
+) -> list[Any] | None:
+    """Expand a sparse column to ``n`` rows; non-numbers and out-of-range values are gaps.
+
+    ``index`` is ``list(range(n))``, passed in when several columns of one file are
+    expanded so that it is built once.
+    """
     if sparse is None or not sparse.rows:
         return None
     rows, values = sparse.rows, sparse.values
@@ -141,13 +153,9 @@ def dense(sparse: Sparse | None, n: int, scale: float | None = None, limit: floa
     # finite (so none is inf/NaN). Corrupt files fall through to the checked loop.
     if set(map(type, values)) <= _NUMBER_TYPES and math.isfinite(sum(values)):
         if scale is not None:
-            values = [v * scale for v in values]
+            values = list(map(mul, values, repeat(scale)))  # v * scale, without a Python loop
         if limit is None or (min(values) >= -limit and max(values) <= limit):
-            if len(rows) == n and rows[-1] == n - 1 and len(set(rows)) == n:
-                return values if scale is not None else list(values)
-            out: list[Any] = [None] * n
-            deque(map(out.__setitem__, rows, values), maxlen=0)
-            return out
+            return _scatter(rows, values, index if index is not None else list(range(n)), copy=scale is None)
         rows, values = sparse.rows, sparse.values
     out = [None] * n
     found = False
@@ -160,6 +168,52 @@ def dense(sparse: Sparse | None, n: int, scale: float | None = None, limit: floa
             out[i] = v
             found = True
     return out if found else None
+
+
+def _scatter(rows: list[int], values: list[Any], index: list[int], *, copy: bool) -> list[Any]:
+    """``n`` rows with ``values[k]`` at ``rows[k]`` (a later duplicate row wins), else None.
+
+    Record columns come in a few unbroken stretches of rows (a sensor drops out, then
+    returns), so each stretch is copied with one slice; a column without stretches
+    falls back to setting its values one by one.
+    """
+    n = len(index)
+    if rows == index:  # every row, in order: the values as they are
+        return list(values) if copy else values
+    runs = _runs(rows, index)
+    out: list[Any] = [None] * n
+    if runs is None:
+        deque(map(out.__setitem__, rows, values), maxlen=0)
+    else:
+        for a, b in runs:
+            first = rows[a]
+            out[first : first + b - a] = values[a:b]
+    return out
+
+
+def _runs(rows: list[int], index: list[int], limit: int = 64) -> list[tuple[int, int]] | None:
+    """The stretches ``(a, b)`` where ``rows[a:b]`` counts up by one, in order, found
+    by halving; None when there are more than ``limit`` or a row is outside 0..n-1
+    (``index`` is ``list(range(n))``: its slices are the stretches to compare with)."""
+    n = len(index)
+    runs: list[tuple[int, int]] = []
+    todo = [(0, len(rows))]
+    while todo:
+        a, b = todo.pop()
+        first = rows[a]
+        if rows[b - 1] - first == b - 1 - a:
+            if first.__class__ is not int or first < 0 or first + b - a > n:
+                return None
+            if b - a > 2 and rows[a:b] != index[first : first + b - a]:
+                return None  # rows repeat or go back: only the one-by-one fill is right
+            runs.append((a, b))
+            if len(runs) > limit:
+                return None
+        else:  # two or more rows that do not count up: halve (right half done last)
+            mid = (a + b) // 2
+            todo.append((mid, b))
+            todo.append((a, mid))
+    return runs
 
 
 def unsigned_le(value: Any) -> int | None:
@@ -184,18 +238,23 @@ def overlay(base: list[Any] | None, top: list[Any] | None) -> list[Any] | None:
         return base
     if base is None:
         return top
+    if None not in top:  # the usual case; ``top`` is a fresh list from dense()
+        return top
     return [t if t is not None else b for b, t in zip(base, top)]
 
 
-def timestamps(scan: Scan, clock: Clock) -> list[int | None]:
-    """One calendar timestamp (raw FIT seconds) per record, carried forward over gaps."""
+def timestamps(scan: Scan, clock: Clock, index: list[int] | None = None) -> list[int | None]:
+    """One calendar timestamp (raw FIT seconds) per record, carried forward over gaps.
+
+    ``index`` is ``list(range(scan.records))`` when the caller has one."""
     n = scan.records
     out: list[int | None] = [None] * n
     ts = scan.columns.get("timestamp")
     if ts is not None and ts.values:
         values = ts.values
         if set(map(type, values)) == {int} and min(values) >= RELATIVE_LIMIT:
-            deque(map(out.__setitem__, ts.rows, values), maxlen=0)  # already calendar time
+            # already calendar time; a fresh list, since gaps are filled in place below
+            out = _scatter(ts.rows, values, index if index is not None else list(range(n)), copy=True)
         else:
             to_abs = clock.abs
             for i, v in zip(ts.rows, values):
@@ -228,34 +287,39 @@ class Samples:
 def build_samples(scan: Scan, clock: Clock) -> Samples:
     n = scan.records
     cols = scan.columns
+    index = list(range(n))
+
+    def column(name: str, scale: float | None = None, limit: float | None = None) -> list[Any] | None:
+        return dense(cols.get(name), n, scale, limit, index)
+
     columns: dict[str, list[Any] | None] = {
-        "lat_deg": dense(cols.get("position_lat"), n, SEMICIRCLE_DEG, 90.0),
-        "lon_deg": dense(cols.get("position_long"), n, SEMICIRCLE_DEG, 180.0),
-        "altitude_m": overlay(dense(cols.get("altitude"), n), dense(cols.get("enhanced_altitude"), n)),
-        "distance_m": dense(cols.get("distance"), n),
-        "hr_bpm": dense(cols.get("heart_rate"), n),
-        "cadence_rpm": dense(cols.get("cadence"), n),
-        "power_w": dense(cols.get("power"), n),
-        "speed_mps": overlay(dense(cols.get("speed"), n), dense(cols.get("enhanced_speed"), n)),
-        "temperature_c": dense(cols.get("temperature"), n),
+        "lat_deg": column("position_lat", SEMICIRCLE_DEG, 90.0),
+        "lon_deg": column("position_long", SEMICIRCLE_DEG, 180.0),
+        "altitude_m": overlay(column("altitude"), column("enhanced_altitude")),
+        "distance_m": column("distance"),
+        "hr_bpm": column("heart_rate"),
+        "cadence_rpm": column("cadence"),
+        "power_w": column("power"),
+        "speed_mps": overlay(column("speed"), column("enhanced_speed")),
+        "temperature_c": column("temperature"),
     }
     # A position needs both halves.
     lat, lon = columns["lat_deg"], columns["lon_deg"]
     if lat is None or lon is None:
         columns["lat_deg"] = columns["lon_deg"] = None
-    else:
+    elif _gaps(lat) != _gaps(lon):  # the usual file has its gaps in both already
         for i in range(n):
             if lat[i] is None or lon[i] is None:
                 lat[i] = lon[i] = None
     cadence = columns["cadence_rpm"]
-    fraction = dense(cols.get("fractional_cadence"), n)
+    fraction = column("fractional_cadence")
     if cadence is not None and fraction is not None:
         columns["cadence_rpm"] = [c + f if c is not None and f is not None else c for c, f in zip(cadence, fraction)]
     units: dict[str, str] = {}
     taken = set(columns)
     for (dev_index, field_num, _), dev in scan.dev_columns.items():
         data = dev.data if dev.described else Sparse(dev.data.rows, [unsigned_le(v) for v in dev.data.values])
-        values = dense(data, n)
+        values = dense(data, n, index=index)
         if values is None:
             continue
         name = dev.name
@@ -266,20 +330,28 @@ def build_samples(scan: Scan, clock: Clock) -> Samples:
         if dev.units:
             units[name] = dev.units
     kept = {name: col for name, col in columns.items() if col is not None}
-    return Samples(ts=timestamps(scan, clock), columns=kept, units=units)
+    return Samples(ts=timestamps(scan, clock, index), columns=kept, units=units)
+
+
+def _gaps(column: list[Any]) -> list[bool]:
+    return list(map(is_, column, repeat(None)))
+
+
+def _pick(column: list[Any], rows: list[int]) -> list[Any]:
+    return list(map(column.__getitem__, rows))
 
 
 def stream(samples: Samples, rows: list[int] | None, start: int) -> SampleStream:
     """The samples of one activity (``rows`` None = all), offsets from ``start``."""
-    ts = samples.ts if rows is None else [samples.ts[i] for i in rows]
-    keep = [i for i, t in enumerate(ts) if t is not None]
-    if len(keep) != len(ts):  # only when no record in the file has a time
+    ts = samples.ts if rows is None else _pick(samples.ts, rows)
+    if None in ts:  # only when no record in the file has a time
+        keep = [i for i, t in enumerate(ts) if t is not None]
         rows = keep if rows is None else [rows[i] for i in keep]
         ts = [ts[i] for i in keep]
-    offsets = [float(t - start) for t in ts]
+    offsets = list(map(float, map(sub, ts, repeat(start))))  # float(t - start) per sample
     columns: dict[str, list[Any]] = {}
     for name, col in samples.columns.items():
-        part = col if rows is None else [col[i] for i in rows]
+        part = col if rows is None else _pick(col, rows)
         if any(v is not None for v in part):
             columns[name] = part
     units = {k: v for k, v in samples.units.items() if k in columns}
@@ -455,6 +527,23 @@ def _owner(starts: list[int], t: int | None) -> int:
     return max(0, bisect_right(starts, t) - 1)
 
 
+def _assign_rows(parts: list[Part], starts: list[int], ts: list[int | None]) -> None:
+    """Give every record to its session (as :func:`_owner` does, one record at a time)."""
+    if None in ts:
+        for part in parts:
+            part.rows = []
+        for i, t in enumerate(ts):
+            parts[_owner(starts, t)].rows.append(i)  # type: ignore[union-attr]
+        return
+    # bisect_right(starts, t) for every record at C speed; 0 and 1 both mean the
+    # first session (records before the first start belong to it).
+    after = list(map(bisect_right, repeat(starts, len(ts)), ts))
+    n = len(ts)
+    parts[0].rows = list(compress(range(n), map(le, after, repeat(1))))
+    for index in range(1, len(parts)):
+        parts[index].rows = list(compress(range(n), map(eq, after, repeat(index + 1))))
+
+
 def split(scan: Scan, clock: Clock, samples: Samples, sessions: list[dict[str, Any]], warnings: list[str]) -> list[Part]:
     """Sort sessions by start and hand every time-stamped item to its session."""
     parts: list[Part] = []
@@ -473,10 +562,7 @@ def split(scan: Scan, clock: Clock, samples: Samples, sessions: list[dict[str, A
         return parts
     starts = [p.start for p in parts]
     if len(parts) > 1:
-        for part in parts:
-            part.rows = []
-        for i, t in enumerate(ts):
-            parts[_owner(starts, t)].rows.append(i)  # type: ignore[union-attr]
+        _assign_rows(parts, starts, ts)
     for message in scan.kept("lap"):
         lap = build_lap(message, clock)
         if lap is not None:
@@ -491,12 +577,23 @@ def split(scan: Scan, clock: Clock, samples: Samples, sessions: list[dict[str, A
         if t is None:
             t = clock.abs(message.get("timestamp"))
         parts[_owner(starts, t)].sets.append(item)
-    for before, values in scan.hrv:
-        t = ts[before - 1] if before > 0 and ts else (ts[0] if ts else None)
-        rr = parts[_owner(starts, t)].rr
-        for v in values:
-            if v is not None and is_num(v) and 0 < v < 65.535:
-                rr.append(float(v))
+    # The range test also refuses NaN and infinities (every comparison with NaN is
+    # false), so no separate finiteness check is needed.
+    if len(parts) == 1:  # one session owns every beat: no need to place each message
+        parts[0].rr.extend(
+            [
+                float(v)
+                for _, values in scan.hrv
+                for v in values
+                if (v.__class__ is float or v.__class__ is int) and 0 < v < 65.535
+            ]
+        )
+    else:
+        for before, values in scan.hrv:
+            t = ts[before - 1] if before > 0 and ts else (ts[0] if ts else None)
+            parts[_owner(starts, t)].rr.extend(
+                [float(v) for v in values if (v.__class__ is float or v.__class__ is int) and 0 < v < 65.535]
+            )
     for part in parts:
         part.laps.sort(key=lambda x: x.start)
         part.lengths.sort(key=lambda x: x.start)

@@ -122,6 +122,10 @@ def _mapped(what: str):
 _SUMMARY_COLUMNS = [c for c in workouts.c if c.name not in ("samples", "hrv")]
 # The primary version of a workout, for the file it came from.
 _primary = versions.alias("primary_version_row")
+# Statements every import runs, built once: SQLAlchemy then only binds the values
+# (building one anew costs several times its execution on SQLite).
+_HAS_FILE = sa.select(raw_files.c.sha256).where(raw_files.c.sha256 == sa.bindparam("sha256"))
+_PERSON_IDS = sa.select(persons.c.name, persons.c.id).where(persons.c.name.in_(sa.bindparam("names", expanding=True)))
 
 
 class Store:
@@ -206,16 +210,17 @@ class Store:
                 # Before anything that references a person row (see module docstring).
                 self._lock_persons(conn, ids.values())
                 conn.execute(
-                    raw_files.insert().values(
-                        sha256=sha256,
-                        size=len(data),
-                        name=name,
-                        format=fmt,
-                        source=source,
-                        person_id=ids[person],
-                        received_at=received_at,
-                        imported_at=datetime.now(timezone.utc),
-                    )
+                    raw_files.insert(),  # parameters apart: one statement compiled once
+                    {
+                        "sha256": sha256,
+                        "size": len(data),
+                        "name": name,
+                        "format": fmt,
+                        "source": source,
+                        "person_id": ids[person],
+                        "received_at": received_at,
+                        "imported_at": datetime.now(timezone.utc),
+                    },
                 )
                 writer = WorkoutWriter(conn, self.policy, self.rules)
                 created, merged, events = [], [], []
@@ -543,7 +548,7 @@ class Store:
 
     @staticmethod
     def _has_file(conn: sa.Connection, sha256: str) -> bool:
-        found = conn.execute(sa.select(raw_files.c.sha256).where(raw_files.c.sha256 == sha256)).first()
+        found = conn.execute(_HAS_FILE, {"sha256": sha256}).first()
         return found is not None
 
     def _person_ids(self, conn: sa.Connection, names: Iterable[str]) -> dict[str, int]:
@@ -555,7 +560,7 @@ class Store:
             self._insert_ignore(persons, ["name"]),
             [{"name": name} for name in wanted],
         )
-        found = conn.execute(sa.select(persons.c.name, persons.c.id).where(persons.c.name.in_(wanted)))
+        found = conn.execute(_PERSON_IDS, {"names": wanted})
         return {name: pid for name, pid in found}
 
     def _insert_ignore(self, table: sa.Table, conflict_columns: list[str]):

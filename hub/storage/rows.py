@@ -38,8 +38,35 @@ def _known(value: float | None) -> float | None:
     return None if value is not None and math.isnan(value) else value
 
 
-def recording_row(activity: Activity, *, person_id: int) -> dict[str, Any]:
+class Blobs:
+    """Encoded sample and HRV blobs, remembered by the object they encode.
+
+    A new workout with a single version is that version's activity: one cache for
+    both rows compresses its samples once instead of twice. The cached object is
+    kept alongside its blob, so its ``id`` cannot be reused while the cache lives.
+    """
+
+    def __init__(self) -> None:
+        self._done: dict[int, tuple[object, bytes]] = {}
+
+    def samples(self, stream: SampleStream) -> bytes:
+        return self._get(stream, encode_samples)
+
+    def series(self, values: tuple[float, ...]) -> bytes:
+        return self._get(values, encode_series)
+
+    def _get(self, obj, encode) -> bytes:
+        hit = self._done.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        blob = encode(obj)
+        self._done[id(obj)] = (obj, blob)
+        return blob
+
+
+def recording_row(activity: Activity, *, person_id: int, blobs: Blobs | None = None) -> dict[str, Any]:
     """The columns a workout and a version share (see ``schema._recording_columns``)."""
+    blobs = blobs or Blobs()
     stream = activity.samples
     device = activity.device or Device()
     prov = activity.provenance
@@ -61,8 +88,8 @@ def recording_row(activity: Activity, *, person_id: int) -> dict[str, Any]:
         "multisport_index": activity.multisport_index,
         "sample_count": len(stream),
         "sample_channels": json.dumps(list(stream.columns)),
-        "samples": encode_samples(stream) if has_stream else None,
-        "hrv": encode_series(activity.hrv_rr_s) if activity.hrv_rr_s else None,
+        "samples": blobs.samples(stream) if has_stream else None,
+        "hrv": blobs.series(activity.hrv_rr_s) if activity.hrv_rr_s else None,
         "warnings": json.dumps(list(activity.warnings)),
         "prov_source": prov.source if prov else None,
         "prov_sha256": prov.sha256 if prov else None,
@@ -72,10 +99,17 @@ def recording_row(activity: Activity, *, person_id: int) -> dict[str, Any]:
 
 
 def version_row(
-    activity: Activity, *, person_id: int, workout_id: int, key: str, shift_s: int, file_sha256: str | None
+    activity: Activity,
+    *,
+    person_id: int,
+    workout_id: int,
+    key: str,
+    shift_s: int,
+    file_sha256: str | None,
+    blobs: Blobs | None = None,
 ) -> dict[str, Any]:
     return {
-        **recording_row(activity, person_id=person_id),
+        **recording_row(activity, person_id=person_id, blobs=blobs),
         "workout_id": workout_id,
         "file_sha256": file_sha256,
         "version_key": key,
@@ -84,10 +118,15 @@ def version_row(
 
 
 def workout_row(
-    activity: Activity, *, person_id: int, channel_sources: Mapping[str, str], primary: str
+    activity: Activity,
+    *,
+    person_id: int,
+    channel_sources: Mapping[str, str],
+    primary: str,
+    blobs: Blobs | None = None,
 ) -> dict[str, Any]:
     return {
-        **recording_row(activity, person_id=person_id),
+        **recording_row(activity, person_id=person_id, blobs=blobs),
         "end_utc": activity.end,
         # Sorted keys: the same merge always writes the same text.
         "channel_sources": json.dumps(dict(channel_sources), sort_keys=True),

@@ -28,6 +28,8 @@ import math
 import struct
 import zlib
 from array import array
+from itertools import repeat
+from operator import is_
 from collections.abc import Sequence
 
 from hub.errors import StorageError
@@ -113,7 +115,7 @@ def _pack(values: Sequence[float | None]) -> tuple[str, bytes, bytes | None]:
     except TypeError:
         # Only gaps make array() refuse a column of numbers; fill them with NaN and
         # remember where they were.
-        mask = bytes([v is None for v in values])
+        mask = bytes(map(is_, values, repeat(None)))  # 1 where v is None, without a Python loop
         wide = array("d", [_NAN if v is None else v for v in values])
     return "d", wide.tobytes(), mask
 

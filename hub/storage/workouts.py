@@ -60,6 +60,40 @@ WORKOUT_CHILDREN = (
 )
 
 
+# Queries every attach runs, built once with bound parameters: SQLAlchemy then only
+# binds the values instead of building and looking up a new statement each time.
+_IN_WINDOW = sa.select(versions.c.workout_id).where(
+    versions.c.person_id == sa.bindparam("person_id"),
+    versions.c.start_utc >= sa.bindparam("start_from"),
+    versions.c.start_utc <= sa.bindparam("start_to"),
+)
+
+
+def _candidates_query(wanted) -> sa.Select:
+    """The summaries of every version of the workouts ``wanted`` selects."""
+    return (
+        sa.select(
+            versions.c.workout_id,
+            versions.c.version_key,
+            versions.c.sport,
+            versions.c.start_utc,
+            versions.c.elapsed_s,
+            versions.c.distance_m,
+            versions.c.source_id,
+            versions.c.shift_s,
+        )
+        .where(versions.c.workout_id.in_(wanted))
+        .order_by(versions.c.workout_id, versions.c.version_key)
+    )
+
+
+_CANDIDATES = _candidates_query(_IN_WINDOW)
+_DECISIONS_OF = sa.select(dedupe_decisions.c.key_a, dedupe_decisions.c.key_b, dedupe_decisions.c.decision).where(
+    dedupe_decisions.c.person_id == sa.bindparam("person_id"),
+    sa.or_(dedupe_decisions.c.key_a == sa.bindparam("key"), dedupe_decisions.c.key_b == sa.bindparam("key")),
+)
+
+
 def version_key(sha256: str, index: int) -> str:
     """The stable name of the ``index``-th activity decoded from a file."""
     return f"{sha256}:{index}"
@@ -127,9 +161,17 @@ class WorkoutWriter:
         candidates = self.candidates(activity, person_id=person_id, key=key, same_file=same_file)
         found = match(activity, key, candidates, self.rules)
         if found is None:
-            workout_id = self.create_workout(Version(key=key, activity=activity), person_id=person_id)
+            # The new workout is this version as it is: both rows share its blobs.
+            blobs = rows.Blobs()
+            workout_id = self.create_workout(Version(key=key, activity=activity), person_id=person_id, blobs=blobs)
             self._insert_version(
-                activity, person_id=person_id, workout_id=workout_id, key=key, shift_s=0, file_sha256=file_sha256
+                activity,
+                person_id=person_id,
+                workout_id=workout_id,
+                key=key,
+                shift_s=0,
+                file_sha256=file_sha256,
+                blobs=blobs,
             )
             return workout_id, False
         self._insert_version(
@@ -195,30 +237,15 @@ class WorkoutWriter:
         workouts a manual "together" decision ties ``key`` to (wherever they are)."""
         partners = self.decisions_of(person_id, key)
         start_from, start_to = candidate_window(activity, self.rules)
-        wanted = sa.select(versions.c.workout_id).where(
-            versions.c.person_id == person_id,
-            versions.c.start_utc >= start_from,
-            versions.c.start_utc <= start_to,
-        )
         together = [k for k, decision in partners.items() if decision == TOGETHER]
+        params = {"person_id": person_id, "start_from": start_from, "start_to": start_to}
+        query = _CANDIDATES
         if together:
-            wanted = sa.union(wanted, sa.select(versions.c.workout_id).where(versions.c.version_key.in_(together)))
-        query = (
-            sa.select(
-                versions.c.workout_id,
-                versions.c.version_key,
-                versions.c.sport,
-                versions.c.start_utc,
-                versions.c.elapsed_s,
-                versions.c.distance_m,
-                versions.c.source_id,
-                versions.c.shift_s,
+            query = _candidates_query(
+                sa.union(_IN_WINDOW, sa.select(versions.c.workout_id).where(versions.c.version_key.in_(together)))
             )
-            .where(versions.c.workout_id.in_(wanted))
-            .order_by(versions.c.workout_id, versions.c.version_key)
-        )
         grouped: dict[int, list[VersionSummary]] = defaultdict(list)
-        for r in self.conn.execute(query).mappings():
+        for r in self.conn.execute(query, params).mappings():
             grouped[r["workout_id"]].append(
                 VersionSummary(
                     key=r["version_key"],
@@ -250,17 +277,19 @@ class WorkoutWriter:
 
     # -- workouts -------------------------------------------------------------------
 
-    def create_workout(self, version: Version, *, person_id: int) -> int:
+    def create_workout(self, version: Version, *, person_id: int, blobs: rows.Blobs | None = None) -> int:
         merged = merge([version], self.policy)
+        # One compiled statement for every insert (a fresh .values() per row would
+        # make SQLAlchemy build and look up a new statement each time).
         workout_id = self.conn.execute(
-            workouts.insert().values(
-                rows.workout_row(
-                    merged.activity,
-                    person_id=person_id,
-                    channel_sources=merged.channel_sources,
-                    primary=merged.primary,
-                )
-            )
+            workouts.insert(),
+            rows.workout_row(
+                merged.activity,
+                person_id=person_id,
+                channel_sources=merged.channel_sources,
+                primary=merged.primary,
+                blobs=blobs,
+            ),
         ).inserted_primary_key[0]
         self._write_children(workout_id, merged.activity)
         return workout_id
@@ -312,11 +341,8 @@ class WorkoutWriter:
 
     def decisions_of(self, person_id: int, key: str) -> dict[str, str]:
         """Other key -> decision, for every decision involving ``key``."""
-        d = dedupe_decisions
-        query = sa.select(d.c.key_a, d.c.key_b, d.c.decision).where(
-            d.c.person_id == person_id, sa.or_(d.c.key_a == key, d.c.key_b == key)
-        )
-        return {(b if a == key else a): decision for a, b, decision in self.conn.execute(query)}
+        found = self.conn.execute(_DECISIONS_OF, {"person_id": person_id, "key": key})
+        return {(b if a == key else a): decision for a, b, decision in found}
 
     def decide(self, person_id: int, pairs: Iterable[tuple[str, str]], decision: str) -> None:
         """Record ``decision`` for each pair, replacing an earlier one about the same pair."""
@@ -343,19 +369,27 @@ class WorkoutWriter:
         )
 
     def _insert_version(
-        self, activity: Activity, *, person_id: int, workout_id: int, key: str, shift_s: int, file_sha256: str | None
+        self,
+        activity: Activity,
+        *,
+        person_id: int,
+        workout_id: int,
+        key: str,
+        shift_s: int,
+        file_sha256: str | None,
+        blobs: rows.Blobs | None = None,
     ) -> int:
         version_id = self.conn.execute(
-            versions.insert().values(
-                rows.version_row(
-                    activity,
-                    person_id=person_id,
-                    workout_id=workout_id,
-                    key=key,
-                    shift_s=shift_s,
-                    file_sha256=file_sha256,
-                )
-            )
+            versions.insert(),
+            rows.version_row(
+                activity,
+                person_id=person_id,
+                workout_id=workout_id,
+                key=key,
+                shift_s=shift_s,
+                file_sha256=file_sha256,
+                blobs=blobs,
+            ),
         ).inserted_primary_key[0]
         for table, field, _, to_row in VERSION_CHILDREN:
             items = getattr(activity, field)
