@@ -92,9 +92,9 @@ class DaemonProcess:
 
 
 def files_under(folder: Path) -> list[Path]:
-    if not folder.exists():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    # os.walk, not rglob: the daemon removes emptied sub-folders while we look, and
+    # os.walk skips a folder that vanished instead of raising.
+    return sorted(Path(root) / name for root, _, names in os.walk(folder) for name in names)
 
 
 def wait_for(predicate, timeout: float, what: str, proc: DaemonProcess | None = None, interval: float = 0.2):

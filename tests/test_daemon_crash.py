@@ -119,7 +119,13 @@ url = "{receiver.url}"
         while kills < KILLS:
             daemon = DaemonProcess(home, cfg).start()
             daemon.wait_ready(60)
-            time.sleep(rnd.uniform(0.2, 2.5))
+            # Kill once it has handled one or two more files, plus a random few
+            # milliseconds: lands in decoding, the commit or the move of the next
+            # file however fast this machine imports, and always during the import.
+            before, wanted = len(files_under(inbox)), rnd.randint(1, 2)
+            wait_for(lambda: before - len(files_under(inbox)) >= wanted or not files_under(inbox), 120,
+                     "the daemon to make progress", daemon, interval=0.01)
+            time.sleep(rnd.uniform(0, 0.3))
             if not files_under(inbox):
                 break  # finished before we could kill it again
             daemon.kill()

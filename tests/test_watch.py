@@ -50,7 +50,11 @@ def state_of(store: Store, digest: str):
 
 
 def files_under(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    # os.walk, not rglob: the watch removes emptied sub-folders while we look, and
+    # os.walk skips a folder that vanished instead of raising.
+    return sorted(
+        (Path(root) / name).relative_to(folder).as_posix() for root, _, names in os.walk(folder) for name in names
+    )
 
 
 @pytest.fixture
