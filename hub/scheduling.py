@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from hub.events import SOURCE_FAILED, SOURCE_RECOVERED, source_event
 from hub.storage.daemon_rows import append_events
-from hub.storage.engine import WRITE
+from hub.storage.engine import WRITE, upsert_insert
 from hub.storage.schema import source_state
 
 log = logging.getLogger("fithub.sources")
@@ -108,7 +106,6 @@ class SourceRunner:
 
 
 def _upsert_state(conn, name, kind, attempt, success, error, failures, failed, items) -> None:
-    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
     values = {
         "name": name,
         "kind": kind,
@@ -119,7 +116,7 @@ def _upsert_state(conn, name, kind, attempt, success, error, failures, failed, i
         "errors_total": 1 if failed else 0,
         "items_total": items,
     }
-    stmt = dialect.insert(source_state).values(**values)
+    stmt = upsert_insert(conn, source_state).values(**values)
     update = {
         "kind": stmt.excluded.kind,
         "last_attempt_at": stmt.excluded.last_attempt_at,
@@ -138,7 +135,6 @@ def record_push_health(engine: sa.Engine, name: str, kind: str, report) -> None:
     to ``source_state``. Its counters are the running process's, so they restart
     from zero with the daemon, as Prometheus counters may."""
     now = datetime.now(timezone.utc)
-    dialect = pg_dialect if engine.dialect.name == "postgresql" else sqlite_dialect
     values = {
         "name": name,
         "kind": kind,
@@ -149,7 +145,7 @@ def record_push_health(engine: sa.Engine, name: str, kind: str, report) -> None:
         "errors_total": int(report.errors),
         "items_total": int(report.items),
     }
-    stmt = dialect.insert(source_state).values(**values)
+    stmt = upsert_insert(engine, source_state).values(**values)
     update = {k: stmt.excluded[k] for k in values if k not in ("name", "last_success_at")}
     if report.ok:
         update["last_success_at"] = stmt.excluded.last_success_at

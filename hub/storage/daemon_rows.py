@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from hub.events import Event
+from hub.storage.engine import upsert_insert
 from hub.storage.schema import ingest_state, outbox_events
 
 
@@ -28,11 +27,6 @@ class IngestMark:
     path: str
     size: int
     mtime_ns: int | None = None
-
-
-def _insert(conn: sa.Connection, table: sa.Table):
-    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
-    return dialect.insert(table)
 
 
 def append_events(conn: sa.Connection, events: Iterable[Event]) -> None:
@@ -49,7 +43,7 @@ def append_events(conn: sa.Connection, events: Iterable[Event]) -> None:
         for e in events
     ]
     if values:
-        conn.execute(_insert(conn, outbox_events).on_conflict_do_nothing(index_elements=["key"]), values)
+        conn.execute(upsert_insert(conn, outbox_events).on_conflict_do_nothing(index_elements=["key"]), values)
 
 
 def mark_ingest(conn: sa.Connection, sha256: str, state: str, mark: IngestMark, reason: str | None = None) -> None:
@@ -64,7 +58,7 @@ def mark_ingest(conn: sa.Connection, sha256: str, state: str, mark: IngestMark, 
         "reason": reason,
         "updated_at": datetime.now(timezone.utc),
     }
-    stmt = _insert(conn, ingest_state).values(**values)
+    stmt = upsert_insert(conn, ingest_state).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["sha256"], set_={k: stmt.excluded[k] for k in values if k != "sha256"}
     )

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, make_url
 
 from hub.errors import StorageError
@@ -93,3 +95,10 @@ def _sqlite_engine(url: URL) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def upsert_insert(bind: sa.Connection | sa.Engine, table: sa.Table):
+    """An INSERT for ``bind``'s backend that can take ``on_conflict_do_nothing`` /
+    ``on_conflict_do_update`` (both SQLite and PostgreSQL speak ON CONFLICT, but
+    SQLAlchemy builds it per dialect)."""
+    return (pg_dialect if bind.dialect.name == "postgresql" else sqlite_dialect).insert(table)

@@ -26,14 +26,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from hub.events import MEASUREMENT_STORED, Event
 from hub.model import Measurement
 from hub.storage import rows
 from hub.storage.daemon_rows import append_events
-from hub.storage.engine import WRITE
+from hub.storage.engine import WRITE, upsert_insert
 from hub.storage.schema import (
     health_imports,
     health_records,
@@ -59,15 +57,11 @@ ROWS_PER_INSERT = 2900 if sqlite3.sqlite_version_info >= (3, 32) else 90
 BULK_CACHE_KB = 16 * 1024
 
 
-def _insert(conn: sa.Connection, table: sa.Table):
-    return (pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect).insert(table)
-
-
 def person_id(engine: sa.Engine, name: str) -> int:
     """The id of person ``name``, created when missing (safe against concurrent creators)."""
     with engine.connect() as conn:
         with conn.execution_options(**{WRITE: True}).begin():
-            conn.execute(_insert(conn, persons).on_conflict_do_nothing(index_elements=["name"]), [{"name": name}])
+            conn.execute(upsert_insert(conn, persons).on_conflict_do_nothing(index_elements=["name"]), [{"name": name}])
             return conn.execute(sa.select(persons.c.id).where(persons.c.name == name)).scalar_one()
 
 
@@ -96,7 +90,7 @@ class RecordWriter:
         with self.engine.connect() as conn:
             with conn.execution_options(**{WRITE: True}).begin():
                 conn.execute(
-                    _insert(conn, health_sources).on_conflict_do_nothing(index_elements=["name", "version", "device"]),
+                    upsert_insert(conn, health_sources).on_conflict_do_nothing(index_elements=["name", "version", "device"]),
                     [{"name": key[0], "version": key[1], "device": key[2]}],
                 )
                 found = conn.execute(
@@ -118,7 +112,7 @@ class RecordWriter:
         with self.engine.connect() as conn:
             with conn.execution_options(**{WRITE: True}).begin():
                 conn.execute(
-                    _insert(conn, health_types).on_conflict_do_nothing(index_elements=["type", "unit"]),
+                    upsert_insert(conn, health_types).on_conflict_do_nothing(index_elements=["type", "unit"]),
                     [{"type": key[0], "unit": key[1], "kind": kind}],
                 )
                 found, stored = conn.execute(
@@ -194,7 +188,7 @@ class RecordWriter:
                 )])
             if points:
                 conn.execute(
-                    _insert(conn, measurements).on_conflict_do_nothing(
+                    upsert_insert(conn, measurements).on_conflict_do_nothing(
                         index_elements=["person_id", "kind", "time_utc", "source"]
                     ),
                     [rows.measurement_row(m, person_id=self.person_id, file_sha256=None) for m in points],
@@ -246,7 +240,7 @@ class RecordWriter:
 
     def _save_checkpoint(self, conn: sa.Connection, export_key: str, done: int, finished: bool) -> None:
         now = datetime.now(timezone.utc)
-        stmt = _insert(conn, health_imports).values(
+        stmt = upsert_insert(conn, health_imports).values(
             person_id=self.person_id, export_key=export_key, records_done=done, finished=finished, updated_at=now
         )
         conn.execute(

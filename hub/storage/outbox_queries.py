@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from hub.storage.engine import upsert_insert
 
 from hub.events import Event
 from hub.storage.schema import UTCDateTime, outbox_consumers, outbox_deliveries, outbox_events
@@ -81,15 +81,10 @@ class DeliveryRow:
         }
 
 
-def _insert(conn: sa.Connection, table: sa.Table):
-    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
-    return dialect.insert(table)
-
-
 def register_consumer(conn: sa.Connection, name: str, now: datetime) -> None:
     """Create the consumer's row if missing, starting after the newest event."""
     newest = newest_event_id(conn)
-    stmt = _insert(conn, C).values(name=name, after_event_id=newest, created_at=now)
+    stmt = upsert_insert(conn, C).values(name=name, after_event_id=newest, created_at=now)
     conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
 
 
@@ -127,7 +122,7 @@ def materialise(conn: sa.Connection, consumer: str, now: datetime, floor: int = 
     )
     columns = ["consumer", "event_id", "person", "state", "attempts", "next_at", "updated_at"]
     stmt = (
-        _insert(conn, D)
+        upsert_insert(conn, D)
         .from_select(columns, select)
         .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
         .returning(D.c.event_id)  # psycopg reports no rowcount for INSERT ... SELECT

@@ -27,8 +27,6 @@ from itertools import product
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from hub.dedupe import MatchRules, MergePolicy, Version
 from hub.events import ACTIVITY_MERGED, ACTIVITY_STORED, Event, activity_event, measurement_event
@@ -39,7 +37,7 @@ from hub.model import Activity, Measurement, require_utc
 from hub.storage import migrate, rows, schema
 from hub.storage.archive import RawArchive, check_sha256
 from hub.storage.daemon_rows import IngestMark, append_events, mark_ingest
-from hub.storage.engine import WRITE, make_engine, normalise_url
+from hub.storage.engine import WRITE, make_engine, normalise_url, upsert_insert
 from hub.storage.schema import persons, raw_files, versions, workouts
 from hub.storage.workouts import APART, TOGETHER, WorkoutWriter, load_full, version_key
 
@@ -567,8 +565,7 @@ class Store:
         """INSERT that skips rows colliding on ``conflict_columns`` (both backends speak
         ON CONFLICT DO NOTHING; without it a collision would abort a PostgreSQL
         transaction)."""
-        dialect = pg_dialect if self.dialect == "postgresql" else sqlite_dialect
-        return dialect.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
+        return upsert_insert(self._engine, table).on_conflict_do_nothing(index_elements=conflict_columns)
 
     def _insert_measurements(
         self, conn: sa.Connection, sha256: str, new: list[Measurement], person_ids: dict[str, int]

@@ -19,15 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from hub.errors import NotFound, StorageError
 from hub.events import MEASUREMENT_STORED, Event
 from hub.model import MEASUREMENT_KINDS, require_utc
 from hub.storage import schema
 from hub.storage.daemon_rows import append_events
-from hub.storage.engine import WRITE
+from hub.storage.engine import WRITE, upsert_insert
 from hub.storage.schema import persons, unassigned_readings
 
 # Readings are taken by shape (device, time, kind, value, key, extra: what
@@ -56,11 +54,6 @@ class AssignResult:
     unchanged: list[int] = field(default_factory=list)  # already theirs
 
 
-def _insert(conn: sa.Connection, table: sa.Table):
-    dialect = pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect
-    return dialect.insert(table)
-
-
 def add(conn: sa.Connection, readings: Iterable, *, source: str, received_at: datetime) -> int:
     """Store ``readings`` (objects with device, time, kind, value, key, extra) in the
     caller's transaction; returns how many were new (the rest were redeliveries)."""
@@ -76,7 +69,7 @@ def add(conn: sa.Connection, readings: Iterable, *, source: str, received_at: da
         })  # fmt: skip
     if not rows:
         return 0
-    stmt = _insert(conn, unassigned_readings).on_conflict_do_nothing(index_elements=["key"])
+    stmt = upsert_insert(conn, unassigned_readings).on_conflict_do_nothing(index_elements=["key"])
     # RETURNING yields only the rows actually inserted, so skipped redeliveries are not counted.
     return len(conn.execute(stmt.returning(unassigned_readings.c.id), rows).all())
 
@@ -139,7 +132,7 @@ def assign(engine: sa.Engine, ids: Sequence[int], person: str, *, now: datetime 
                     measurements.c.file_sha256.is_(None),
                 ))  # fmt: skip
             conn.execute(
-                _insert(conn, measurements).on_conflict_do_nothing(index_elements=["person_id", "kind", "time_utc", "source"]),
+                upsert_insert(conn, measurements).on_conflict_do_nothing(index_elements=["person_id", "kind", "time_utc", "source"]),
                 {
                     "person_id": person_id, "kind": row["kind"], "time_utc": row["time_utc"], "value": row["value"],
                     "source": row["source"], "file_sha256": None, "prov_sha256": None,
@@ -166,7 +159,7 @@ def _event(person: str, ids: list[int], kinds: list[str]) -> Event:
 
 
 def _person_id(conn: sa.Connection, name: str) -> int:
-    conn.execute(_insert(conn, persons).on_conflict_do_nothing(index_elements=["name"]), {"name": name})
+    conn.execute(upsert_insert(conn, persons).on_conflict_do_nothing(index_elements=["name"]), {"name": name})
     return conn.execute(sa.select(persons.c.id).where(persons.c.name == name)).scalar_one()
 
 
