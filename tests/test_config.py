@@ -585,3 +585,39 @@ def test_cli_config_check_and_example(tmp_path, write):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def _builtin_plugin_keys():
+    from hub.plugins import discover
+
+    found = []
+    for group in ("sources", "sinks", "notifiers"):
+        for type_, info in sorted(discover(group).items()):
+            if info.builtin and info.loaded is not None:
+                found += [(group, type_, key, opt) for key, opt in sorted(info.options.items())]
+    return found
+
+
+BUILTIN_KEYS = _builtin_plugin_keys()
+
+
+@pytest.mark.parametrize(("group", "type_", "key", "option"), BUILTIN_KEYS,
+                         ids=[f"{g}.{t}.{k}" for g, t, k, _ in BUILTIN_KEYS])
+def test_every_key_of_every_installed_builtin_plugin_is_documented_and_validated(group, type_, key, option, env, write):
+    """The real plugins (found through their entry points), every documented key:
+    a valid value loads, each bad value is one problem naming the dotted key."""
+    from hub.plugins import discover
+
+    assert option.doc.strip(), f"{type_}.{key} has no doc"
+    info = discover(group)[type_]
+    required = "".join(
+        f"{k} = {_toml(_valid(o))}\n" for k, o in info.options.items() if o.required and k != key
+    )
+    base = f'[{group}.x]\ntype = "{type_}"\n{required}'
+    cfg = load(write(base + f"{key} = {_toml(_valid(option))}\n"), env=env)
+    assert key in getattr(cfg, group)["x"].options
+    for bad in _bad(option):
+        with pytest.raises(ConfigProblems) as caught:
+            load(write(base + f"{key} = {_toml(bad)}\n"), env=env)
+        problems = caught.value.problems
+        assert len(problems) == 1 and problems[0].startswith(f"{group}.x.{key}: "), (bad, problems)
